@@ -1,0 +1,26 @@
+"""Exceptions raised by egox_ros. Each carries a short `cause` used as a diagnostics counter key."""
+from __future__ import annotations
+
+from egox_model.errors import EgoxError, InputError
+
+__all__ = ["BagError", "ConfigError", "MessageError"]
+
+
+class MessageError(InputError):
+    """A ROS message that cannot be used (unknown encoding, size mismatch, NaN pose, ...).
+
+    `cause` is a stable short key ("unknown_encoding", "size_mismatch", ...) under which the
+    node counts the drop and logs it once.
+    """
+
+    def __init__(self, cause: str, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class ConfigError(EgoxError, ValueError):
+    """A node / converter parameter is invalid; the message names the parameter and the fix."""
+
+
+class BagError(EgoxError):
+    """A bag cannot be read or lacks what the conversion needs."""

@@ -1,0 +1,221 @@
+"""The message pipeline shared by the node and `egox convert`: messages in, `Clip`s out.
+
+rclpy-free: it reads messages by field name, so rclpy messages (live node) and rosbags
+messages (offline conversion) run through the same code. Bad input raises nothing: it is
+counted in `bad_inputs` under a short cause and reported once per cause through `on_bad_input`.
+
+Per exo frame: decode -> undistort with the exo CameraInfo's model -> resize to
+exo_width x exo_height (K follows) -> match poses / depth / masks by stamp -> clip buffer.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from egox_model.clip import Clip
+from egox_model.errors import InputError
+from egox_model.geometry.camera import CameraModel, Intrinsics
+from egox_model.geometry.pose import pose_to_c2w
+from egox_ros.clip_buffer import ClipBuffer, ClipSpec
+from egox_ros.errors import MessageError
+from egox_ros.image_conversion import (compressed_to_numpy, depth_to_metres, image_to_mask,
+                                       image_to_rgb)
+from egox_ros.messages import MessageFactory, pose_msg_to_c2w, stamp_ns
+from egox_ros.params import EgoxConfig
+from egox_ros.stamp_matching import MatchedFrame, StampMatcher
+
+__all__ = ["ExoPipeline", "output_messages"]
+
+BadInputHook = Callable[[str, str, bool], None]   # (cause, message, first time for this cause)
+
+
+class ExoPipeline:
+    """Turns exo/ego messages into complete `Clip`s according to an `EgoxConfig`."""
+
+    def __init__(self, config: EgoxConfig, on_bad_input: BadInputHook | None = None) -> None:
+        self.config = config
+        self.bad_inputs: Counter[str] = Counter()
+        self._on_bad_input = on_bad_input
+        streams = ["ego_pose"]
+        if config.exo_pose_source == "topic":
+            streams.append("exo_pose")
+        if config.depth_source == "topic":
+            streams.append("depth")
+        if config.use_mask:
+            streams.append("mask")
+        self.matcher = StampMatcher(streams, pivot="exo",
+                                    tolerance_ns=int(config.stamp_tolerance_s * 1e9),
+                                    max_wait_ns=int(config.max_wait_s * 1e9))
+        self.buffer = ClipBuffer(ClipSpec(config.clip_length, config.clip_stride, config.fps,
+                                          config.max_gap_s))
+        self.ego_K = Intrinsics(config.ego_fx, config.ego_fy, config.ego_cx, config.ego_cy,
+                                config.ego_width, config.ego_height)
+        self.ego_offset = pose_to_c2w(np.array(config.ego_camera_offset[:3]),
+                                      np.array(config.ego_camera_offset[3:]))
+        self.static_exo_c2w = pose_to_c2w(np.array(config.exo_pose[:3]),
+                                          np.array(config.exo_pose[3:]))
+        self.prompt = config.prompt
+        self.camera: CameraModel | None = None
+        self.exo_K: Intrinsics | None = None      # of the frames in clips (rectified, resized)
+        self._camera_key: tuple | None = None
+        self.frames_in = 0
+
+    # ---- bad input bookkeeping -------------------------------------------------------------
+    def report(self, cause: str, message: str) -> None:
+        """Count one bad input and tell the hook (first=True the first time per cause)."""
+        self.bad_inputs[cause] += 1
+        if self._on_bad_input is not None:
+            self._on_bad_input(cause, message, self.bad_inputs[cause] == 1)
+
+    def _guard(self, fn: Callable[[], list[Clip] | None]) -> list[Clip]:
+        try:
+            return fn() or []
+        except MessageError as err:
+            self.report(err.cause, str(err))
+        except InputError as err:
+            self.report("invalid_input", str(err))
+        return []
+
+    # ---- inputs ----------------------------------------------------------------------------
+    def on_camera_info(self, msg: Any) -> None:
+        """Exo CameraInfo: (re)build the camera model when it changes."""
+        self._guard(lambda: self._camera_info(msg))
+
+    def on_exo_image(self, msg: Any) -> list[Clip]:
+        """Exo Image or CompressedImage (per image_transport); returns completed clips."""
+        return self._guard(lambda: self._exo_image(msg))
+
+    def on_depth(self, msg: Any) -> list[Clip]:
+        """Exo depth image, registered to the exo camera (same size and model)."""
+        return self._guard(lambda: self._add("depth", stamp_ns(msg.header),
+                                             self._rectify(depth_to_metres(msg), nearest=True)))
+
+    def on_mask(self, msg: Any) -> list[Clip]:
+        """Dynamic-object mask (mono8), registered to the exo camera."""
+        return self._guard(lambda: self._add(
+            "mask", stamp_ns(msg.header),
+            self._rectify(image_to_mask(msg).view(np.uint8), nearest=True).astype(bool)))
+
+    def on_ego_pose(self, msg: Any) -> list[Clip]:
+        """Ego PoseStamped / Odometry; the ego camera = pose * ego_camera_offset."""
+        return self._guard(lambda: self._add("ego_pose", stamp_ns(msg.header),
+                                             pose_msg_to_c2w(msg) @ self.ego_offset))
+
+    def on_exo_pose(self, msg: Any) -> list[Clip]:
+        """Exo camera PoseStamped (optical frame in the world)."""
+        return self._guard(lambda: self._add("exo_pose", stamp_ns(msg.header),
+                                             pose_msg_to_c2w(msg)))
+
+    def on_prompt(self, msg: Any) -> None:
+        """std_msgs/String: the prompt of clips completed from now on."""
+        self.prompt = str(msg.data)
+
+    def flush(self) -> list[Clip]:
+        """End of input (bag conversion): match the remaining frames; partial clips are dropped."""
+        return self._guard(lambda: self._to_clips(self.matcher.flush()))
+
+    # ---- internals -------------------------------------------------------------------------
+    def _camera_info(self, msg: Any) -> None:
+        key = (int(msg.width), int(msg.height), tuple(msg.k), tuple(msg.d), tuple(msg.p),
+               str(msg.distortion_model))
+        if key == self._camera_key:
+            return
+        try:
+            camera = CameraModel.from_camera_info(width=key[0], height=key[1], K=msg.k, D=msg.d,
+                                                  P=msg.p, distortion_model=key[5])
+        except InputError as err:
+            raise MessageError("bad_camera_info", f"exo CameraInfo rejected: {err}") from err
+        if self._camera_key is not None and len(self.buffer):
+            self.report("camera_info_changed", "exo CameraInfo changed: restarting the clip")
+            self.buffer.reset()
+        self.camera, self._camera_key = camera, key
+        rect = camera.rectified
+        cfg = self.config
+        self.exo_K = rect if cfg.exo_width == 0 else rect.resized(cfg.exo_width, cfg.exo_height)
+
+    def _rectify(self, image: np.ndarray, *, nearest: bool = False) -> np.ndarray:
+        camera = self.camera
+        if camera is None:
+            raise MessageError("missing_camera_info",
+                               "no exo CameraInfo received yet: exo frames are dropped until "
+                               "one arrives on exo/camera_info")
+        k = camera.intrinsics
+        if image.shape[:2] != (k.height, k.width):
+            raise MessageError("size_mismatch",
+                               f"image is {image.shape[1]}x{image.shape[0]} but the exo "
+                               f"CameraInfo says {k.width}x{k.height}")
+        interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+        image = camera.undistort(image, interp)
+        K = self.exo_K
+        if (K.width, K.height) != (image.shape[1], image.shape[0]):
+            image = cv2.resize(image, (K.width, K.height),
+                               interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+        return image
+
+    def _exo_image(self, msg: Any) -> list[Clip]:
+        if self.config.image_transport == "compressed":
+            rgb = compressed_to_numpy(msg)
+            if rgb.ndim != 3:
+                raise MessageError("unknown_encoding", "compressed exo image is not colour")
+        else:
+            rgb = image_to_rgb(msg)
+        self.frames_in += 1
+        return self._add("exo", stamp_ns(msg.header), self._rectify(rgb))
+
+    def _add(self, stream: str, stamp: int, value: Any) -> list[Clip]:
+        return self._to_clips(self.matcher.add(stream, stamp, value))
+
+    def _to_clips(self, frames: list[MatchedFrame]) -> list[Clip]:
+        clips = []
+        for frame in frames:
+            done = self.buffer.push(frame.stamp_ns, frame)
+            if done is not None:
+                clips.append(self._make_clip(*done))
+        return clips
+
+    def _make_clip(self, stamps: list[int], frames: list[MatchedFrame]) -> Clip:
+        cfg = self.config
+        F = len(frames)
+        exo_c2w = (np.stack([f.others["exo_pose"] for f in frames])
+                   if cfg.exo_pose_source == "topic" else np.repeat(self.static_exo_c2w[None], F, 0))
+        return Clip(
+            exo_rgb=np.stack([f.pivot for f in frames]),
+            exo_K=self.exo_K,
+            exo_c2w=exo_c2w,
+            ego_K=self.ego_K,
+            ego_c2w=np.stack([f.others["ego_pose"] for f in frames]),
+            stamps_ns=np.asarray(stamps, dtype=np.int64),
+            exo_depth_m=(np.stack([f.others["depth"] for f in frames])
+                         if cfg.depth_source == "topic" else None),
+            dynamic_mask=(np.stack([f.others["mask"] for f in frames]) if cfg.use_mask else None),
+            prompt=self.prompt,
+            fps=cfg.fps,
+        )
+
+
+def output_messages(factory: MessageFactory, output: Any, clip: Clip, config: EgoxConfig
+                    ) -> list[tuple[str, Any]]:
+    """(relative topic, message) pairs for one generated clip, frame by frame.
+
+    Topics: ego/image, ego/camera_info and (publish_prior) ego_prior/image,
+    ego_prior/camera_info. Every message carries its source exo frame's stamp and the ego
+    optical frame id.
+    """
+    stamps = clip.stamps_ns
+    ego = np.asarray(output.ego_rgb)
+    prior = np.asarray(output.prior.rgb) if config.publish_prior else None
+    h, w = ego.shape[1:3]
+    K = clip.ego_K if (clip.ego_K.width, clip.ego_K.height) == (w, h) else \
+        clip.ego_K.resized(w, h)
+    out: list[tuple[str, Any]] = []
+    for i, stamp in enumerate(stamps):
+        header = factory.header(int(stamp), config.ego_frame_id)
+        out.append(("ego/image", factory.image(ego[i], "rgb8", header)))
+        out.append(("ego/camera_info", factory.camera_info(K, header)))
+        if prior is not None:
+            out.append(("ego_prior/image", factory.image(prior[i], "rgb8", header)))
+            out.append(("ego_prior/camera_info", factory.camera_info(K, header)))
+    return out
