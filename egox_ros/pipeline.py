@@ -9,7 +9,7 @@ exo_width x exo_height (K follows) -> match poses / depth / masks by stamp -> cl
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Callable
 
 import cv2
@@ -34,6 +34,9 @@ BadInputHook = Callable[[str, str, bool], None]   # (cause, message, first time 
 
 class ExoPipeline:
     """Turns exo/ego messages into complete `Clip`s according to an `EgoxConfig`."""
+
+    #: images held while waiting for the first CameraInfo
+    MAX_HELD_BEFORE_INFO = 16
 
     def __init__(self, config: EgoxConfig, on_bad_input: BadInputHook | None = None) -> None:
         self.config = config
@@ -62,6 +65,7 @@ class ExoPipeline:
         self.exo_K: Intrinsics | None = None      # of the frames in clips (rectified, resized)
         self._camera_key: tuple | None = None
         self.frames_in = 0
+        self._before_info: deque[tuple[Callable[[Any], list[Clip]], Any]] = deque()
 
     # ---- bad input bookkeeping -------------------------------------------------------------
     def report(self, cause: str, message: str) -> None:
@@ -80,24 +84,27 @@ class ExoPipeline:
         return []
 
     # ---- inputs ----------------------------------------------------------------------------
-    def on_camera_info(self, msg: Any) -> None:
-        """Exo CameraInfo: (re)build the camera model when it changes."""
+    def on_camera_info(self, msg: Any) -> list[Clip]:
+        """Exo CameraInfo: (re)build the camera model when it changes; the first one also
+        releases the images that arrived before it."""
         self._guard(lambda: self._camera_info(msg))
+        clips: list[Clip] = []
+        while self.camera is not None and self._before_info:
+            handler, early = self._before_info.popleft()
+            clips += self._guard(lambda: handler(early))
+        return clips
 
     def on_exo_image(self, msg: Any) -> list[Clip]:
         """Exo Image or CompressedImage (per image_transport); returns completed clips."""
-        return self._guard(lambda: self._exo_image(msg))
+        return self._guard(lambda: self._needs_camera(self._exo_image, msg))
 
     def on_depth(self, msg: Any) -> list[Clip]:
         """Exo depth image, registered to the exo camera (same size and model)."""
-        return self._guard(lambda: self._add("depth", stamp_ns(msg.header),
-                                             self._rectify(depth_to_metres(msg), nearest=True)))
+        return self._guard(lambda: self._needs_camera(self._depth, msg))
 
     def on_mask(self, msg: Any) -> list[Clip]:
         """Dynamic-object mask (mono8), registered to the exo camera."""
-        return self._guard(lambda: self._add(
-            "mask", stamp_ns(msg.header),
-            self._rectify(image_to_mask(msg).view(np.uint8), nearest=True).astype(bool)))
+        return self._guard(lambda: self._needs_camera(self._mask, msg))
 
     def on_ego_pose(self, msg: Any) -> list[Clip]:
         """Ego PoseStamped / Odometry; the ego camera = pose * ego_camera_offset."""
@@ -118,6 +125,28 @@ class ExoPipeline:
         return self._guard(lambda: self._to_clips(self.matcher.flush()))
 
     # ---- internals -------------------------------------------------------------------------
+    def _needs_camera(self, handler: Callable[[Any], list[Clip]], msg: Any) -> list[Clip]:
+        """Run `handler` now, or hold the message until the first CameraInfo (topics are not
+        ordered against each other); the oldest held message is dropped beyond the limit."""
+        if self.camera is not None:
+            return handler(msg)
+        self._before_info.append((handler, msg))
+        if len(self._before_info) > self.MAX_HELD_BEFORE_INFO:
+            self._before_info.popleft()
+            raise MessageError("missing_camera_info",
+                               "no exo CameraInfo received yet: images are dropped until one "
+                               "arrives on exo/camera_info")
+        return []
+
+    def _depth(self, msg: Any) -> list[Clip]:
+        return self._add("depth", stamp_ns(msg.header),
+                         self._rectify(depth_to_metres(msg), nearest=True))
+
+    def _mask(self, msg: Any) -> list[Clip]:
+        mask = image_to_mask(msg).view(np.uint8)
+        return self._add("mask", stamp_ns(msg.header),
+                         self._rectify(mask, nearest=True).astype(bool))
+
     def _camera_info(self, msg: Any) -> None:
         key = (int(msg.width), int(msg.height), tuple(msg.k), tuple(msg.d), tuple(msg.p),
                str(msg.distortion_model))

@@ -1,0 +1,258 @@
+"""The `egox` node: exo camera + poses in, synthesized ego video out.
+
+Thin by design: callbacks decode and buffer messages (`ExoPipeline`) and put complete clips
+on a bounded queue; one worker thread owns the generator, runs it and publishes. Every bad
+input is counted and logged once per cause; /diagnostics reports the counters.
+
+Topics (relative, remappable): exo/image_raw or exo/image_raw/compressed, exo/camera_info,
+exo/depth, exo/mask, exo/pose, ego/pose, prompt in; ~/ego/image, ~/ego/camera_info,
+~/ego_prior/image, ~/ego_prior/camera_info and /diagnostics out.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy,
+                       qos_profile_sensor_data)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+
+from egox_model.clip import Clip
+from egox_model.generator.base import Generator
+from egox_ros.errors import ConfigError
+from egox_ros.messages import RclpyFactory
+from egox_ros.params import EgoxConfig, declare_config
+from egox_ros.pipeline import ExoPipeline, output_messages
+from egox_ros.work_queue import BoundedQueue
+
+__all__ = ["EgoxNode", "main", "make_backend"]
+
+
+class _Abandon(Exception):
+    """Raised from the generator's step callback to abandon the clip in flight at shutdown."""
+
+
+def make_backend(config: EgoxConfig) -> Generator:
+    """The generator named by config.backend (model_dir / lora_path passed when set)."""
+    try:
+        from egox_model.generator import make_generator
+    except ImportError as err:
+        raise ConfigError("egox_model.generator.make_generator is not available in this "
+                          "egox_model version") from err
+    options = {}
+    if config.model_dir:
+        options["model_dir"] = config.model_dir
+    if config.lora_path:
+        options["lora_path"] = config.lora_path
+    return make_generator(config.backend, **options)
+
+
+class EgoxNode(Node):
+    """Node `egox`. `config` / `generator` let in-process users (tests, demo) skip defaults."""
+
+    def __init__(self, *, config: EgoxConfig | None = None, generator: Generator | None = None,
+                 node_name: str = "egox", **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.config = cfg = declare_config(self, config)
+        self.generator = generator if generator is not None else make_backend(cfg)
+        self.pipeline = ExoPipeline(cfg, on_bad_input=self._on_bad_input)
+        self.queue = BoundedQueue(cfg.queue_size, cfg.overflow_policy)
+        self.factory = RclpyFactory()
+        self.counters: Counter[str] = Counter()
+        self.latencies_ms: list[float] = []        # last exo frame in -> first ego frame out
+        self.backend_ms: list[float] = []          # generator.generate() alone
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+        # 1. Publishers: reliable, KEEP_LAST deep enough for a whole clip (REP 2003).
+        pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.publisher_depth,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+        self._pubs = {name: self.create_publisher(Image if name.endswith("image") else CameraInfo,
+                                                  f"~/{name}", pub_qos)
+                      for name in ("ego/image", "ego/camera_info")}
+        if cfg.publish_prior:
+            self._pubs["ego_prior/image"] = self.create_publisher(Image, "~/ego_prior/image",
+                                                                  pub_qos)
+            self._pubs["ego_prior/camera_info"] = self.create_publisher(
+                CameraInfo, "~/ego_prior/camera_info", pub_qos)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # 2. Subscriptions: sensor-data QoS (best effort also matches reliable publishers).
+        sub_qos = (qos_profile_sensor_data if cfg.subscription_qos == "sensor_data"
+                   else QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        p = self.pipeline
+        image_type = Image if cfg.image_transport == "raw" else CompressedImage
+        self.create_subscription(image_type, cfg.exo_topic, self._cb(p.on_exo_image), sub_qos)
+        self.create_subscription(CameraInfo, "exo/camera_info", self._cb(p.on_camera_info),
+                                 sub_qos)
+        ego_type = PoseStamped if cfg.ego_pose_type == "pose" else Odometry
+        self.create_subscription(ego_type, "ego/pose", self._cb(p.on_ego_pose), sub_qos)
+        if cfg.exo_pose_source == "topic":
+            self.create_subscription(PoseStamped, "exo/pose", self._cb(p.on_exo_pose), sub_qos)
+        if cfg.depth_source == "topic":
+            self.create_subscription(Image, "exo/depth", self._cb(p.on_depth), sub_qos)
+        if cfg.use_mask:
+            self.create_subscription(Image, "exo/mask", self._cb(p.on_mask), sub_qos)
+        self.create_subscription(String, "prompt", self._cb(p.on_prompt),
+                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+
+        # 3. Worker and diagnostics.
+        self._worker = threading.Thread(target=self._work, name="egox-worker", daemon=True)
+        self._worker.start()
+        self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self.publish_diagnostics)
+        self.get_logger().info(
+            f"egox ready: backend={self.generator.name}, clip {cfg.clip_length} frames at "
+            f"{cfg.fps} fps, exo input {self.resolve_topic_name(cfg.exo_topic)}")
+
+    # ---- callbacks: decode, buffer, enqueue; never inference -------------------------------
+    def _cb(self, handler):
+        def callback(msg: Any) -> None:
+            clips = handler(msg)
+            if clips:
+                received = time.monotonic()
+                for clip in clips:
+                    self._enqueue(clip, received)
+        return callback
+
+    def _enqueue(self, clip: Clip, received: float) -> None:
+        with self._lock:
+            self.counters["clips_complete"] += 1
+        if self.queue.put((clip, received)) is not None:
+            self._on_bad_input("queue_overflow",
+                               f"clip queue full ({self.queue.maxsize}); policy "
+                               f"{self.queue.policy} dropped a clip", None)
+
+    def _on_bad_input(self, cause: str, message: str, first: bool | None) -> None:
+        if first is None:                       # not counted by the pipeline
+            with self._lock:
+                self.counters[cause] += 1
+            first = self.counters[cause] == 1
+        if first:
+            self.get_logger().warning(f"{message} [{cause}; further ones are only counted in "
+                                      "/diagnostics]")
+
+    # ---- worker ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self.queue.get(timeout=0.1)
+            if item is None:
+                continue
+            clip, received = item
+            try:
+                t0 = time.monotonic()
+                output = self.generator.generate(clip, callback=self._step)
+                t1 = time.monotonic()
+                messages = output_messages(self.factory, output, clip, self.config)
+                first = True
+                for topic, msg in messages:
+                    if self._stop.is_set():
+                        raise _Abandon
+                    self._pubs[topic].publish(msg)
+                    if first:
+                        with self._lock:
+                            self.latencies_ms.append((time.monotonic() - received) * 1e3)
+                            self.backend_ms.append((t1 - t0) * 1e3)
+                        first = False
+                with self._lock:
+                    self.counters["clips_published"] += 1
+                    self.counters["frames_published"] += len(clip.stamps_ns)
+            except _Abandon:
+                with self._lock:
+                    self.counters["clips_abandoned"] += 1
+            except Exception as err:  # noqa: BLE001 - a failed clip must not kill the worker
+                with self._lock:
+                    self.counters["generator_error"] += 1
+                    self.last_error = f"{type(err).__name__}: {err}"
+                self.get_logger().error(f"generation failed, clip dropped: {self.last_error}")
+
+    def _step(self, step: int, num_steps: int) -> None:
+        if self._stop.is_set():
+            raise _Abandon
+
+    # ---- diagnostics -----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters for tests and diagnostics (bad inputs, drops, clips, latencies)."""
+        with self._lock:
+            stats: dict[str, Any] = dict(self.pipeline.bad_inputs)
+            stats.update(self.counters)
+            stats.update({f"matcher_{k}": v for k, v in self.pipeline.matcher.dropped.items()})
+            stats.update({f"buffer_{k}": v for k, v in self.pipeline.buffer.counters.items()})
+            stats["dropped_clips"] = self.queue.dropped
+            stats["queue_depth"] = len(self.queue)
+            stats["frames_in"] = self.pipeline.frames_in
+            stats["last_latency_ms"] = self.latencies_ms[-1] if self.latencies_ms else None
+            stats["last_backend_ms"] = self.backend_ms[-1] if self.backend_ms else None
+            stats["last_error"] = self.last_error
+        return stats
+
+    def publish_diagnostics(self) -> None:
+        """One DiagnosticStatus "egox: pipeline" with backend, queue, drops, latency, errors."""
+        stats = self.stats()
+        status = DiagnosticStatus(name=f"{self.get_name()}: pipeline",
+                                  hardware_id=self.get_fully_qualified_name())
+        bad = sum(v for k, v in self.pipeline.bad_inputs.items()) + stats["dropped_clips"]
+        if stats.get("generator_error"):
+            status.level, status.message = DiagnosticStatus.ERROR, stats["last_error"]
+        elif bad:
+            status.level, status.message = DiagnosticStatus.WARN, f"{bad} inputs/clips dropped"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        status.values = [KeyValue(key="backend", value=self.generator.name)] + [
+            KeyValue(key=str(k), value="" if v is None else str(v)) for k, v in stats.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+    # ---- shutdown --------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 3.0) -> int:
+        """Stop the worker (the clip in flight is abandoned at its next step); return the
+        number of queued clips abandoned. Never blocks longer than `timeout` seconds."""
+        self._stop.set()
+        abandoned = self.queue.close()
+        with self._lock:
+            self.counters["clips_abandoned"] += len(abandoned)
+        self._worker.join(timeout)
+        if self._worker.is_alive():
+            self.get_logger().warning("worker still busy in the backend at shutdown; "
+                                      "leaving it (daemon thread)")
+        return len(abandoned)
+
+    def destroy_node(self) -> None:
+        """Shut the worker down, then destroy the node."""
+        self.shutdown()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    """`egox_node` / `ros2 run egox_ros egox_node`: build the node and spin until SIGINT."""
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = EgoxNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ConfigError as err:
+        rclpy.logging.get_logger("egox").fatal(f"invalid configuration: {err}")
+        raise SystemExit(2) from err
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""`egox_recorder` / `egox record`: write chosen topics to a rosbag2 MCAP bag with rosbags.
+
+rosbag2_py is not on PyPI, so this is a small recorder of its own: it subscribes to each
+topic in serialized form (no deserialize/serialize round trip), writes the CDR bytes with
+`rosbags.rosbag2.Writer` (bag version 9, MCAP storage, typestore ROS2_KILTED), stores the
+publishers' offered QoS in the metadata, and uses the message's header stamp as log time
+(receive time for messages without a header). Topics are picked up when discovered; the bag
+is closed cleanly on shutdown.
+"""
+from __future__ import annotations
+
+import importlib
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
+                       ReliabilityPolicy)
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                QosTime)
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+__all__ = ["BagRecorder", "main"]
+
+_TYPESTORE = None
+
+
+def typestore():
+    """The shared ROS 2 Kilted typestore."""
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        _TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+    return _TYPESTORE
+
+
+def _message_class(type_name: str) -> Any:
+    package, _, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
+
+
+def _qos_time(duration: Any) -> QosTime:
+    ns = int(getattr(duration, "nanoseconds", 0))
+    if ns <= 0 or ns >= 2**63 - 1:
+        return QosTime(0, 0)                  # "infinite / unspecified", as rosbag2 stores it
+    return QosTime(*divmod(ns, 1_000_000_000))
+
+
+def rosbags_qos(profile: QoSProfile) -> Qos:
+    """rclpy QoSProfile -> rosbags Qos (offered_qos_profiles metadata)."""
+    return Qos(history=QosHistory(int(profile.history)), depth=int(profile.depth),
+               reliability=QosReliability(int(profile.reliability)),
+               durability=QosDurability(int(profile.durability)),
+               deadline=_qos_time(profile.deadline), lifespan=_qos_time(profile.lifespan),
+               liveliness=QosLiveliness(int(profile.liveliness)),
+               liveliness_lease_duration=_qos_time(profile.liveliness_lease_duration),
+               avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions))
+
+
+class BagRecorder(Node):
+    """Records `topics` (absolute names) to the MCAP bag directory `bag_path`.
+
+    The bag directory must not exist yet (rosbags refuses to overwrite).
+    """
+
+    def __init__(self, bag_path: str | Path | None = None, topics: Sequence[str] | None = None,
+                 *, node_name: str = "egox_recorder", discovery_period_s: float = 0.1,
+                 **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        bag_path = self.declare_parameter("bag_path", str(bag_path or "")).value
+        topics = self.declare_parameter("topics", list(topics or [""])).value
+        self.topics = [t for t in topics if t]
+        if not bag_path or not self.topics:
+            raise ValueError("egox_recorder needs parameters bag_path (a new directory) and "
+                             "topics (absolute topic names)")
+        self.bag_path = Path(bag_path)
+        self.writer = Writer(self.bag_path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        self.counts: dict[str, int] = {}
+        self._connections: dict[str, Any] = {}
+        self._stamp_in_header: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._timer = self.create_timer(discovery_period_s, self._discover)
+        self._discover()
+
+    def _discover(self) -> None:
+        if self._closed:
+            return
+        known = dict(self.get_topic_names_and_types())
+        for topic in self.topics:
+            if topic in self._connections or topic not in known:
+                continue
+            infos = self.get_publishers_info_by_topic(topic)
+            if not infos:
+                continue
+            self._subscribe(topic, known[topic][0], [i.qos_profile for i in infos])
+
+    def _subscribe(self, topic: str, type_name: str, offered: list[QoSProfile]) -> None:
+        store = typestore()
+        fields = store.fielddefs[type_name][1] if type_name in store.fielddefs else []
+        self._stamp_in_header[topic] = bool(fields) and fields[0][0] == "header"
+        with self._lock:
+            self._connections[topic] = self.writer.add_connection(
+                topic, type_name, typestore=store,
+                offered_qos_profiles=[rosbags_qos(q) for q in offered])
+            self.counts[topic] = 0
+        reliable = all(q.reliability == ReliabilityPolicy.RELIABLE for q in offered)
+        transient = all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=500,
+                         reliability=(ReliabilityPolicy.RELIABLE if reliable
+                                      else ReliabilityPolicy.BEST_EFFORT),
+                         durability=(DurabilityPolicy.TRANSIENT_LOCAL if transient
+                                     else DurabilityPolicy.VOLATILE),
+                         liveliness=LivelinessPolicy.AUTOMATIC)
+        self.create_subscription(_message_class(type_name), topic,
+                                 lambda data, t=topic: self._write(t, data), qos, raw=True)
+        self.get_logger().info(f"recording {topic} [{type_name}]")
+
+    def _log_time(self, topic: str, data: bytes) -> int:
+        if self._stamp_in_header.get(topic) and len(data) >= 12:
+            fmt = "<iI" if data[1] == 1 else ">iI"      # CDR encapsulation: 1 = little endian
+            sec, nanosec = struct.unpack_from(fmt, data, 4)
+            return sec * 1_000_000_000 + nanosec
+        return self.get_clock().now().nanoseconds
+
+    def _write(self, topic: str, data: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self.writer.write(self._connections[topic], self._log_time(topic, data), data)
+            self.counts[topic] += 1
+
+    @property
+    def total(self) -> int:
+        """Messages written so far."""
+        with self._lock:
+            return sum(self.counts.values())
+
+    def wait_for(self, topic: str, count: int, timeout: float) -> bool:
+        """Wait (without spinning: another thread spins) until `count` messages of `topic`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.counts.get(topic, 0) >= count:
+                return True
+            time.sleep(0.02)
+        return self.counts.get(topic, 0) >= count
+
+    def close(self) -> None:
+        """Flush and close the bag (idempotent); later messages are ignored."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.writer.close()
+        self.get_logger().info(f"bag closed: {self.bag_path} ({sum(self.counts.values())} "
+                               "messages)")
+
+    def destroy_node(self) -> None:
+        """Close the bag, then destroy the node."""
+        self.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    """`egox_recorder --ros-args -p bag_path:=DIR -p topics:="[/a, /b]"`."""
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = BagRecorder()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
