@@ -136,6 +136,12 @@ class BagRecorder(Node):
             self.counts[topic] += 1
 
     @property
+    def subscribed(self) -> int:
+        """Topics discovered and subscribed so far."""
+        with self._lock:
+            return len(self._connections)
+
+    @property
     def total(self) -> int:
         """Messages written so far."""
         with self._lock:
