@@ -24,7 +24,10 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "egox = egox_model.cli:main",
+            "egox = egox_ros.cli:main",
+            "egox_node = egox_ros.node:main",
+            "egox_recorder = egox_ros.recorder:main",
+            "egox_player = egox_ros.player:main",
         ],
     },
 )

@@ -118,9 +118,9 @@ class EgoxNode(Node):
     # ---- callbacks: decode, buffer, enqueue; never inference -------------------------------
     def _cb(self, handler):
         def callback(msg: Any) -> None:
+            received = time.monotonic()         # latency counts this message's decoding too
             clips = handler(msg)
             if clips:
-                received = time.monotonic()
                 for clip in clips:
                     self._enqueue(clip, received)
         return callback
