@@ -1,0 +1,231 @@
+"""The `wan` backend end to end on a tiny random-weight Wan 2.1 I2V model directory.
+
+The directory is written with save_pretrained and loaded back through the same loading code
+users take; nothing is downloaded.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from egox_model.clip import Clip
+from egox_model.errors import InputError, ModelLoadError
+from egox_model.generator.wan import WanGenerator
+from egox_model.generator.wan.conditioning import ConditioningOptions, condition_mask
+from egox_model.generator.wan.loading import check_model_dir, load_scheduler
+from egox_model.generator.wan.lora import add_lora, save_lora
+from egox_model.generator.wan.text_cache import TEXT_LENGTH
+from egox_model.generator.wan.tiny import save_tiny_model_dir
+from egox_model.geometry.camera import Intrinsics
+from egox_model.geometry.pose import look_at
+
+FRAMES, EXO_HW, EGO_HW = 5, (32, 48), (32, 32)
+EXO_LATENT_W, EGO_LATENT_W = EXO_HW[1] // 8, EGO_HW[1] // 8
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_model_dir(tmp_path_factory.mktemp("wan") / "model")
+
+
+def make_clip(frames: int = FRAMES, exo_hw=EXO_HW, ego_hw=EGO_HW, seed: int = 0) -> Clip:
+    """A small clip: textured exo frames of a plane 2 m away, ego camera moving sideways."""
+    rng = np.random.default_rng(seed)
+    (eh, ew), (gh, gw) = exo_hw, ego_hw
+    exo = rng.integers(0, 256, (frames, eh, ew, 3), dtype=np.uint8)
+    exo_K = Intrinsics(40.0, 40.0, (ew - 1) / 2, (eh - 1) / 2, ew, eh)
+    ego_K = Intrinsics(30.0, 30.0, (gw - 1) / 2, (gh - 1) / 2, gw, gh)
+    exo_c2w = np.repeat(look_at([0.0, -2.0, 1.0], [0.0, 0.0, 0.8])[None], frames, axis=0)
+    ego_c2w = np.stack([look_at([0.05 * i, -1.5, 1.1], [0.0, 0.0, 0.8]) for i in range(frames)])
+    return Clip(exo, exo_K, exo_c2w, ego_K, ego_c2w,
+                stamps_ns=np.arange(frames, dtype=np.int64) * 33_000_000,
+                exo_depth_m=np.full((frames, eh, ew), 2.0, np.float32),
+                dynamic_mask=np.zeros((frames, eh, ew), bool), prompt="a person picks up the cup")
+
+
+def make_generator(model_dir, **options) -> WanGenerator:
+    options = {"dtype": "float32", "device": "cpu", "num_inference_steps": 3,
+               "progress": False, **options}
+    return WanGenerator(model_dir=model_dir, **options)
+
+
+@pytest.fixture(scope="module")
+def generator(model_dir):
+    return make_generator(model_dir)
+
+
+def test_generate_end_to_end(generator):
+    clip = make_clip()
+    steps = []
+    out = generator.generate(clip, callback=lambda i, n: steps.append((i, n)))
+    assert out.backend == "wan"
+    assert out.ego_rgb.shape == (FRAMES, *EGO_HW, 3) and out.ego_rgb.dtype == np.uint8
+    assert out.ego_rgb.std() > 0
+    np.testing.assert_array_equal(out.stamps_ns, clip.stamps_ns)
+    assert out.prior.rgb.shape == out.ego_rgb.shape
+    assert steps == [(0, 3), (1, 3), (2, 3)]
+    assert out.diagnostics["gga"]["strength"] == 3.0
+    assert {"diffusion", "token_geometry", "render"} <= set(out.ms_per_frame)
+
+
+def test_exo_half_is_x0_after_every_step(generator):
+    seen = []
+
+    def record(pipe, i, t, tensors):
+        seen.append((tensors["latents"].clone(), tensors["exo_latents"].clone()))
+
+    clip = make_clip()
+    prior = np.zeros((FRAMES, *EGO_HW, 3), np.uint8)
+    generator.pipe(clip.exo_rgb, prior, clip.prompt, num_inference_steps=3,
+                   generator=torch.Generator().manual_seed(0), callback_on_step_end=record)
+    assert len(seen) == 3
+    for latents, x0 in seen:
+        assert latents.shape == (1, 16, 2, 4, EXO_LATENT_W + EGO_LATENT_W)
+        assert torch.equal(latents[..., :EXO_LATENT_W], x0)
+    assert not torch.equal(seen[0][0][..., EXO_LATENT_W:], seen[-1][0][..., EXO_LATENT_W:])
+
+
+@pytest.mark.parametrize("clip_image", ["prior", "official"])
+def test_only_the_ego_half_is_decoded(generator, monkeypatch, clip_image):
+    vae = generator.pipe.vae
+    decoded = []
+    original = vae.decode
+
+    def spy(latents, *args, **kwargs):
+        decoded.append(tuple(latents.shape))
+        return original(latents, *args, **kwargs)
+
+    monkeypatch.setattr(vae, "decode", spy)
+    clip = make_clip()
+    out = generator.pipe(clip.exo_rgb, np.zeros((FRAMES, *EGO_HW, 3), np.uint8), "",
+                         num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                         options=ConditioningOptions(clip_image=clip_image))
+    # The video decode is the last call: all latent frames, ego columns only.
+    assert decoded[-1] == (1, 16, 2, 4, EGO_LATENT_W)
+    assert out.frames.shape == (FRAMES, *EGO_HW, 3)
+    if clip_image == "official":  # + frame 0 of the full-width initial latent, for CLIP
+        assert decoded[:-1] == [(1, 16, 1, 4, EXO_LATENT_W + EGO_LATENT_W)]
+    else:
+        assert len(decoded) == 1
+
+
+def test_same_seed_same_video_other_seed_differs(generator, model_dir):
+    clip = make_clip()
+    first = generator.generate(clip).ego_rgb
+    np.testing.assert_array_equal(first, generator.generate(clip).ego_rgb)
+    other = make_generator(model_dir, seed=1).generate(clip).ego_rgb
+    assert np.abs(first.astype(int) - other).mean() > 1
+
+
+def test_gga_wiring_and_ablation_switches(generator, model_dir):
+    clip = make_clip()
+    with_gga = generator.generate(clip).ego_rgb
+    processors = generator.pipe.transformer.attn_processors
+    assert type(processors["blocks.0.attn1.processor"]).__name__ == "GGAAttnProcessor"
+    assert type(processors["blocks.0.attn2.processor"]).__name__ == "WanAttnProcessor"
+    stock = make_generator(model_dir, gga=False).generate(clip).ego_rgb
+    zero_lambda = make_generator(model_dir, gga_strength=0.0).generate(clip).ego_rgb
+    np.testing.assert_array_equal(stock, zero_lambda)
+    assert not np.array_equal(with_gga, stock)
+    for switch in ({"zero_prior": True}, {"noisy_exo": True}, {"mask_layout": "exo"},
+                   {"clip_image": "prior"}):
+        out = make_generator(model_dir, gga=False, **switch).generate(clip).ego_rgb
+        assert out.shape == stock.shape and not np.array_equal(out, stock), switch
+
+
+def test_condition_mask_layouts():
+    official = condition_mask(9, 2, 3, 2, "official")
+    assert official.shape == (1, 4, 3, 2, 5)
+    assert torch.all(official[:, :, 0, :, :3] == 1) and torch.all(official[:, :, 0, :, 3:] == 0)
+    assert torch.all(official[:, :, 1:] == 0)
+    exo = condition_mask(9, 2, 3, 2, "exo")
+    assert torch.all(exo[..., :3] == 1) and torch.all(exo[..., 3:] == 0)
+
+
+def test_lora_from_file_changes_the_output(generator, model_dir, tmp_path):
+    transformer = generator.pipe.transformer.__class__.from_pretrained(model_dir / "transformer")
+    add_lora(transformer, rank=4, alpha=4)
+    torch.manual_seed(0)
+    for name, param in transformer.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.2)
+    path = save_lora(transformer, tmp_path / "lora")
+    clip = make_clip()
+    with_lora = make_generator(model_dir, lora_path=path)
+    assert with_lora.loaded["lora"]["rank"] == 4
+    out = with_lora.generate(clip).ego_rgb
+    assert not np.array_equal(out, generator.generate(clip).ego_rgb)
+
+
+def test_text_embeddings_are_cached_on_disk(model_dir, tmp_path):
+    gen = make_generator(model_dir, text_cache_dir=tmp_path / "text")
+    encoder = gen.pipe.prompt_encoder
+    embeds = encoder.encode(["a person picks up the cup", ""])
+    assert embeds.shape == (2, TEXT_LENGTH, 24)
+    assert torch.all(embeds[0, 7:] == 0) and embeds[0, :6].abs().sum() > 0
+    assert encoder.text_encoder is None  # unloaded after encoding
+    assert len(list((tmp_path / "text").glob("*.safetensors"))) == 2
+
+    def no_encoder():
+        raise AssertionError("the text encoder must not be loaded for a cached prompt")
+
+    fresh = make_generator(model_dir, text_cache_dir=tmp_path / "text").pipe.prompt_encoder
+    fresh.load_text_encoder = no_encoder
+    torch.testing.assert_close(fresh.encode(["a person picks up the cup", ""]), embeds)
+
+
+def test_scheduler_comes_from_the_model_dir(tmp_path):
+    from diffusers import UniPCMultistepScheduler
+
+    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                            flow_shift=3.0).save_pretrained(tmp_path / "scheduler")
+    scheduler = load_scheduler(tmp_path, flow_shift=5.0)
+    assert isinstance(scheduler, UniPCMultistepScheduler)
+    assert scheduler.config.flow_shift == 5.0
+
+
+def _broken_copy(model_dir, tmp_path, sub: str, **changes):
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    path = broken / sub
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+    return broken
+
+
+def test_bad_model_dirs_raise_clear_errors(model_dir, tmp_path):
+    with pytest.raises(ModelLoadError, match="is not a directory"):
+        check_model_dir(tmp_path / "nope")
+    broken = tmp_path / "novae"
+    shutil.copytree(model_dir, broken)
+    shutil.rmtree(broken / "vae")
+    with pytest.raises(ModelLoadError, match="lacks vae/config.json"):
+        make_generator(broken)
+    t2v = _broken_copy(model_dir, tmp_path, "transformer/config.json", in_channels=16)
+    with pytest.raises(ModelLoadError, match="in_channels is 16 .* needs 36"):
+        make_generator(t2v)
+    shutil.rmtree(t2v)
+    other = _broken_copy(model_dir, tmp_path, "text_encoder/config.json", d_model=48)
+    with pytest.raises(ModelLoadError, match="text_dim is 24 but text_encoder d_model is 48"):
+        check_model_dir(other)
+    shutil.rmtree(other)
+    ddim = _broken_copy(model_dir, tmp_path, "scheduler/scheduler_config.json",
+                        _class_name="DDIMScheduler")
+    with pytest.raises(ModelLoadError, match="flow matching"):
+        check_model_dir(ddim)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"frames": 6}, r"6 frames but Wan's VAE needs 4k\+1"),
+    ({"exo_hw": (32, 40)}, r"exo frames are 32x40 .* divisible by 16"),
+    ({"ego_hw": (32, 24)}, r"ego frames are 32x24 .* divisible by 16"),
+    ({"ego_hw": (48, 48)}, r"exo height 32 != ego height 48"),
+])
+def test_mismatched_clip_shapes_are_rejected(generator, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        generator.generate(make_clip(**kwargs))
