@@ -17,7 +17,7 @@ import numpy as np
 
 from egox_model.generator.base import Generator
 
-__all__ = ["RosDemoError", "demo_config", "read_back", "run_ros_stage"]
+__all__ = ["RosDemoError", "demo_config", "read_back", "run_demo_with_ros", "run_ros_stage"]
 
 EGO_TOPIC = "/egox/ego/image"
 INPUT_TOPICS = ["/exo/image_raw", "/exo/camera_info", "/exo/depth", "/exo/mask", "/ego/pose",
@@ -45,12 +45,22 @@ def demo_config(scene: Any, **overrides: Any):
     return EgoxConfig(**values)
 
 
-def read_back(bag: Path) -> dict[str, Any]:
-    """Count /egox/ego/image messages and check every ego stamp is an exo stamp (rosbags)."""
+def read_back(bag: Path, reference: np.ndarray | None = None,
+              reference_stamps: np.ndarray | None = None) -> dict[str, Any]:
+    """Count /egox/ego/image messages and check every ego stamp is an exo stamp (rosbags).
+
+    With `reference` (F, h, w, 3) frames at `reference_stamps`, also report the largest
+    absolute pixel difference between the bag's ego frames and them.
+    """
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
+    from egox_ros.image_conversion import image_to_rgb
+
     stamps: dict[str, list[int]] = {EGO_TOPIC: [], "/exo/image_raw": []}
+    diff = 0
+    index = ({int(s): i for i, s in enumerate(reference_stamps)}
+             if reference is not None else {})
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         conns = [c for c in reader.connections if c.topic in stamps]
         for conn, log_time, raw in reader.messages(connections=conns):
@@ -59,17 +69,47 @@ def read_back(bag: Path) -> dict[str, Any]:
             stamps[conn.topic].append(stamp)
             if stamp != log_time:
                 raise RosDemoError(f"{conn.topic}: log time {log_time} != header stamp {stamp}")
+            if conn.topic == EGO_TOPIC and stamp in index:
+                ref = reference[index[stamp]].astype(np.int16)
+                diff = max(diff, int(np.abs(image_to_rgb(msg).astype(np.int16) - ref).max()))
     ego, exo = stamps[EGO_TOPIC], set(stamps["/exo/image_raw"])
-    return {"ego_messages": len(ego), "stamps_match": bool(ego) and all(s in exo for s in ego)}
+    result = {"ego_messages": len(ego), "stamps_match": bool(ego) and all(s in exo for s in ego)}
+    if reference is not None:
+        result["ros_vs_file_max_abs_diff"] = diff
+    return result
+
+
+def run_demo_with_ros(out_dir: str | Path, *, seed: int = 0, generator: str = "prior",
+                      model_dir: str | None = None, lora_path: str | None = None,
+                      ros: bool = True, scene_config: Any = None) -> dict[str, Any]:
+    """`egox demo`: the file demo (egox_model.demo.run_demo), then the same scene, with the
+    depth the file demo fused, through ROS 2; merges the ROS keys into report.json."""
+    from egox_model.demo import run_demo, write_report
+    from egox_model.generator import make_generator
+
+    options = {k: v for k, v in (("model_dir", model_dir), ("lora_path", lora_path)) if v}
+    backend = make_generator(generator, **options)
+    out_dir = Path(out_dir)
+    result = run_demo(out_dir, seed=seed, generator=backend, scene_config=scene_config)
+    report = dict(result.report)
+    if ros:
+        additions = run_ros_stage(result.scene, out_dir, backend,
+                                  depth_m=result.output.prior.exo_depth_m,
+                                  reference=result.output.ego_rgb)
+        report.update(additions)
+        write_report(out_dir / "report.json", report)
+    return report
 
 
 def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
-                  depth_m: np.ndarray | None = None, rate: float = 1.0,
+                  depth_m: np.ndarray | None = None, reference: np.ndarray | None = None,
+                  rate: float = 1.0,
                   timeout_s: float = 300.0, **config_overrides: Any) -> dict[str, Any]:
     """Play `scene` through player -> egox node -> recorder; write `out_dir/bag/`.
 
     `depth_m` (F, H, W) replaces the scene's depth on exo/depth (e.g. the fused estimate the
-    file demo used). Returns the report additions `ego_messages`, `stamps_match`,
+    file demo used); with `reference` (the file demo's ego frames) the bag's ego frames are
+    compared with them (`ros_vs_file_max_abs_diff`). Returns the report additions `ego_messages`, `stamps_match`,
     `latency_ms` (mean over clips: last exo frame received -> first ego frame published)
     and a `ros` section with the node's counters.
     """
@@ -127,7 +167,7 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
         for n in nodes:
             n.destroy_node()
         context.try_shutdown()
-    result = read_back(bag)
+    result = read_back(bag, reference, scene.stamps_ns if reference is not None else None)
     result["latency_ms"] = float(np.mean(latencies)) if latencies else None
     result["ros"] = {"bag": str(bag), "clips": len(latencies),
                      "backend_ms": float(np.mean(backend_ms)) if backend_ms else None,
