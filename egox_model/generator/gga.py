@@ -79,9 +79,9 @@ def gga_bias(cos: torch.Tensor, strength: float | torch.Tensor, form: GGAForm) -
     c' = c * (lambda if c > 0 else min(lambda, 1)), so a tensor lambda needs no branch.
     """
     if form == "power":
-        return strength * torch.log(cos + (1.0 + EPS))
+        return strength * torch.log(cos + 1.0 + EPS)
     scale = torch.where(cos > 0, strength, torch.clamp(torch.as_tensor(strength), max=1.0))
-    return torch.log(cos * scale + (1.0 + EPS))
+    return torch.log(cos * scale + 1.0 + EPS)  # (c' + 1) + eps, as the release
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def gga_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     if config.kernel == "dense":
         mask = gga_dense_bias(tables, config).to(query.dtype)
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
-    out = torch.empty_like(query)
+    out = query.new_empty(*query.shape[:-1], value.shape[-1])
     out[:, :, tables.exo_idx] = F.scaled_dot_product_attention(
         query[:, :, tables.exo_idx], key, value)
     ego_q = query[:, :, tables.ego_idx]

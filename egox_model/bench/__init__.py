@@ -1,0 +1,1 @@
+"""Benchmarks behind `egox bench`: each reports its figure beside its baseline."""
