@@ -1,0 +1,87 @@
+"""Shared helpers of the ROS tests: isolated DDS, an in-process executor, a tiny scene.
+
+Imported by the test modules (not a conftest, so basenames stay unique across test/).
+Isolation: a per-run ROS_DOMAIN_ID, localhost-only discovery and a private ROS_LOG_DIR are
+set before rclpy is first initialised (scripts/run_tests.sh sets them too, in a netns).
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="egox-ros-log-"))
+
+import rclpy  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+
+from egox_model.geometry.camera import Intrinsics  # noqa: E402
+from egox_model.geometry.pose import look_at  # noqa: E402
+
+_counter = iter(range(10**6))
+
+
+def unique_ns() -> str:
+    """A namespace no other test in this run uses."""
+    return f"/t{os.getpid()}_{next(_counter)}"
+
+
+class RosHarness:
+    """A private rclpy context with a spinning multi-threaded executor."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.nodes: list = []
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._started = False
+
+    def add(self, node):
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        if not self._started:
+            self._thread.start()
+            self._started = True
+        return node
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        for node in self.nodes:
+            node.destroy_node()
+        self.context.try_shutdown()
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def tiny_scene(frames: int = 10, height: int = 48, width: int = 64, seed: int = 0,
+               fps: float = 30.0) -> SimpleNamespace:
+    """A scene the player can publish: a textured plane 2 m in front of a static exo camera
+    and an ego camera close to it, exact depth, stamps at `fps`."""
+    rng = np.random.default_rng(seed)
+    K = Intrinsics(40.0, 40.0, (width - 1) / 2, (height - 1) / 2, width, height)
+    exo_c2w = look_at(np.array([0.0, -0.5, 1.0]), np.array([2.0, 0.0, 1.0]))
+    ego = [look_at(np.array([0.2, 0.02 * i, 1.0]), np.array([2.0, 0.0, 1.0]))
+           for i in range(frames)]
+    return SimpleNamespace(
+        exo_rgb=rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
+        exo_depth_m=np.full((frames, height, width), 2.0, np.float32),
+        dynamic_mask=np.zeros((frames, height, width), bool),
+        exo_K=K, exo_c2w=np.repeat(exo_c2w[None], frames, 0), ego_K=K,
+        ego_c2w=np.stack(ego),
+        stamps_ns=(1_700_000_000 * 10**9 + np.arange(frames) * round(1e9 / fps)).astype(np.int64),
+        fps=fps)
