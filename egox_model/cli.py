@@ -14,6 +14,25 @@ bench_app = typer.Typer(help="Benchmarks: each prints its figure beside its base
 app.add_typer(bench_app, name="bench")
 
 
+@bench_app.command("gga")
+def bench_gga(
+    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    device: str = typer.Option("cpu", help="cpu or cuda (cuda: 28,028 tokens, 40x128, bf16)."),
+    tokens: int = typer.Option(None, help="Sequence length, rounded to whole latent frames."),
+    kernel: str = typer.Option("chunked", help="Efficient GGA kernel: chunked or flex."),
+    repeats: int = typer.Option(3, help="Timed calls per method (median reported)."),
+) -> None:
+    """Efficient GGA vs the dense-bias reference vs plain SDPA: time and peak memory."""
+    import json
+
+    from egox_model.bench.gga import GGABenchConfig, format_gga_bench, run_gga_bench
+    result = run_gga_bench(GGABenchConfig(device=device, tokens=tokens, kernel=kernel,
+                                          repeats=repeats))
+    typer.echo(format_gga_bench(result))
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
