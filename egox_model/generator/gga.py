@@ -138,18 +138,40 @@ def gga_tables(geometry: TokenGeometry, device: torch.device | str | None = None
         k_points=k_points, k_valid=k_valid, ego_per_frame=rows * w_e)
 
 
-def _ego_bias_rows(tables: GGATables, start: int, stop: int, config: GGAConfig) -> torch.Tensor:
-    """(stop - start, N) fp32 bias of ego queries start:stop (whole frames) against all keys."""
+def _frame_bias(q_dirs: torch.Tensor, center: torch.Tensor, k_points: torch.Tensor,
+                k_valid: torch.Tensor, strength: torch.Tensor, form: GGAForm,
+                dtype: torch.dtype) -> torch.Tensor:
+    """(R, N) bias of R ego queries (rays (R, 3)) of the frame with ego centre (3,)."""
+    offsets = k_points - center
+    k_hat = offsets * torch.rsqrt(offsets.square().sum(-1, keepdim=True).clamp_min(1e-24))
+    cos = (q_dirs @ k_hat.T).clamp(-1.0, 1.0)
+    return torch.where(k_valid, gga_bias(cos, strength, form), 0.0).to(dtype)
+
+
+_compiled_frame_bias: Callable[..., torch.Tensor] | None = None
+
+
+def _ego_bias_rows(tables: GGATables, start: int, stop: int, config: GGAConfig,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(stop - start, N) bias of ego queries start:stop (whole frames) against all keys.
+
+    Computed in fp32 and cast to `dtype`; on CUDA one fused torch.compile'd kernel per frame.
+    """
+    global _compiled_frame_bias
+    device = tables.k_valid.device
+    bias_fn = _frame_bias
+    if device.type == "cuda":
+        if _compiled_frame_bias is None:
+            _compiled_frame_bias = torch.compile(_frame_bias, dynamic=False)
+        bias_fn = _compiled_frame_bias
+    strength = torch.tensor(config.strength, device=device)
     per = tables.ego_per_frame
-    out = []
+    out = torch.empty(stop - start, tables.num_tokens, device=device, dtype=dtype)
     for first in range(start, stop, per):
-        # Key directions from this frame's ego centre: one (per, 3) x (3, N) product per frame.
-        offsets = tables.k_points - tables.q_centers[first]
-        k_hat = offsets * torch.rsqrt(offsets.square().sum(-1, keepdim=True).clamp_min(1e-24))
-        cos = (tables.q_dirs[first:first + per] @ k_hat.T).clamp_(-1.0, 1.0)
-        bias = gga_bias(cos, config.strength, config.form)
-        out.append(torch.where(tables.k_valid, bias, 0.0))
-    return torch.cat(out)
+        out[first - start:first - start + per] = bias_fn(
+            tables.q_dirs[first:first + per], tables.q_centers[first], tables.k_points,
+            tables.k_valid, strength, config.form, dtype)
+    return out
 
 
 def gga_dense_bias(tables: GGATables, config: GGAConfig) -> torch.Tensor:
@@ -220,7 +242,7 @@ def gga_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     step = per * max(1, chunk_elements // (per * n))
     for start in range(0, num_ego, step):
         stop = min(start + step, num_ego)
-        mask = _ego_bias_rows(tables, start, stop, config).to(query.dtype)
+        mask = _ego_bias_rows(tables, start, stop, config, query.dtype)
         out[:, :, tables.ego_idx[start:stop]] = F.scaled_dot_product_attention(
             ego_q[:, :, start:stop], key, value, attn_mask=mask)
     return out
