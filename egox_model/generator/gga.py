@@ -22,6 +22,8 @@ Kernels (`GGAConfig.kernel`), all exact:
   (chunk, N) bias built from per-frame key directions; memory O(chunk * N), no N x N.
 - "flex": exo queries by plain SDPA; ego queries by FlexAttention whose score_mod computes
   the bias from per-token tables (ego ray, frame centre, key point), memory O(N).
+"chunked" is the default: on an H200 at 28,028 tokens, 40 x 128 heads, bf16 it took 1.52x
+plain SDPA (cuDNN) against 2.75x for "flex" and 2.23x for "dense" (`egox bench gga`).
 """
 from __future__ import annotations
 
