@@ -54,7 +54,8 @@ def test_bad_camera_files(tmp_path, content, message):
 
 def test_load_clip_from_files(tmp_path):
     frames = 5
-    ramp = np.linspace(0, 255, 48)[None, None, :, None] + 20 * np.arange(frames)[:, None, None, None]
+    ramp = (np.linspace(0, 255, 48)[None, None, :, None]
+            + 20 * np.arange(frames)[:, None, None, None])
     video = np.broadcast_to(np.clip(ramp, 0, 255), (frames, 32, 48, 3)).astype(np.uint8)
     write_video(tmp_path / "exo.mp4", video, fps=30.0)
     write_camera(tmp_path / "exo.json", CameraModel(K), look_at([0, -2, 1], [0, 0, 0.5]))

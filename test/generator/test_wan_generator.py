@@ -73,7 +73,12 @@ def test_generate_end_to_end(generator):
     assert {"diffusion", "token_geometry", "render"} <= set(out.ms_per_frame)
 
 
-def test_exo_half_is_x0_after_every_step(generator):
+@pytest.mark.parametrize("scheduler", ["model_dir", "unipc"])
+def test_exo_half_is_x0_after_every_step(generator, monkeypatch, scheduler):
+    if scheduler == "unipc":  # what Wan2.1-I2V-14B-480P-Diffusers ships
+        from diffusers import UniPCMultistepScheduler
+        monkeypatch.setattr(generator.pipe, "scheduler", UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0))
     seen = []
 
     def record(pipe, i, t, tensors):

@@ -8,14 +8,14 @@ from safetensors.torch import save_file
 
 from egox_model.errors import ModelLoadError
 from egox_model.generator.wan.lora import add_lora, fuse_lora, load_lora, save_lora
-from egox_model.generator.wan.tiny import tiny_transformer_config
+from egox_model.generator.wan.tiny import TINY_TRANSFORMER
 
 PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 def base_transformer() -> WanTransformer3DModel:
     torch.manual_seed(0)
-    return WanTransformer3DModel(**tiny_transformer_config()).eval()
+    return WanTransformer3DModel(**TINY_TRANSFORMER).eval()
 
 
 def forward(model) -> torch.Tensor:

@@ -32,7 +32,8 @@ def build_pipeline(config: WanConfig) -> tuple[EgoXWanPipeline, dict]:
     """
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype)
-    parts = load_components(config.model_dir, dtype=dtype, vae_dtype=resolve_dtype(config.vae_dtype),
+    parts = load_components(config.model_dir, dtype=dtype,
+                            vae_dtype=resolve_dtype(config.vae_dtype),
                             flow_shift=config.flow_shift, text_encoder=False)
     info: dict = {"model_dir": str(config.model_dir), "device": str(device), "dtype": config.dtype}
     if config.lora_path is not None:

@@ -95,8 +95,8 @@ def check_model_dir(model_dir: Path) -> dict[str, dict]:
     if tcfg.get("in_channels") != want_in:
         raise ModelLoadError(
             f"transformer in_channels is {tcfg.get('in_channels')} but EgoX conditioning needs "
-            f"{want_in} = {z_dim} noise + {MASK_CHANNELS} mask + {z_dim} condition channels: use an "
-            "I2V / InP transformer (text-to-video checkpoints have 16)")
+            f"{want_in} = {z_dim} noise + {MASK_CHANNELS} mask + {z_dim} condition channels: use "
+            "an I2V / InP transformer (text-to-video checkpoints have 16)")
     if tcfg.get("out_channels", want_in) != z_dim:
         raise ModelLoadError(f"transformer out_channels is {tcfg.get('out_channels')} but the "
                              f"VAE's z_dim is {z_dim}; the two come from different models")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["TINY_TRANSFORMER", "save_tiny_model_dir", "tiny_transformer_config"]
+__all__ = ["TINY_TRANSFORMER", "save_tiny_model_dir"]
 
 #: Tiny I2V transformer: in 36 = 16 + 4 + 16, 2 layers, 2 heads x 16.
 TINY_TRANSFORMER = dict(
@@ -20,11 +20,6 @@ TINY_TRANSFORMER = dict(
 )
 _WORDS = ("a person picks up the cup from table robot arm moves view egocentric kitchen "
           "hand red blue green box").split()
-
-
-def tiny_transformer_config(**overrides) -> dict:
-    """The tiny transformer config with `overrides` applied."""
-    return {**TINY_TRANSFORMER, **overrides}
 
 
 def _save_tokenizer(path: Path) -> None:
@@ -39,40 +34,30 @@ def _save_tokenizer(path: Path) -> None:
     fast.save_pretrained(path)
 
 
-def save_tiny_model_dir(path: Path, *, seed: int = 0, transformer: dict | None = None,
-                        scheduler: str = "FlowMatchEulerDiscreteScheduler") -> Path:
+def save_tiny_model_dir(path: Path, *, seed: int = 0) -> Path:
     """Write a tiny random-weight model directory to `path` and return it.
 
-    transformer: overrides of the tiny transformer config (e.g. in_channels=16 to test errors).
-    scheduler: 'FlowMatchEulerDiscreteScheduler' or 'UniPCMultistepScheduler' (flow sigmas),
-    both with Wan's shift 3.0.
+    Scheduler: FlowMatchEulerDiscreteScheduler with Wan's shift 3.0.
     """
-    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler,
-                           UniPCMultistepScheduler, WanTransformer3DModel)
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
     from transformers import (CLIPImageProcessor, CLIPVisionConfig,
                               CLIPVisionModelWithProjection, UMT5Config, UMT5EncoderModel)
 
     path = Path(path)
     torch.manual_seed(seed)
-    cfg = tiny_transformer_config(**(transformer or {}))
-    WanTransformer3DModel(**cfg).save_pretrained(path / "transformer")
+    WanTransformer3DModel(**TINY_TRANSFORMER).save_pretrained(path / "transformer")
     AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                      temperal_downsample=[False, True, True]).save_pretrained(path / "vae")
-    UMT5EncoderModel(UMT5Config(vocab_size=len(_WORDS) + 3, d_model=cfg["text_dim"], d_kv=8,
-                                d_ff=32, num_layers=1, num_heads=2, relative_attention_num_buckets=8,
-                                pad_token_id=0, eos_token_id=1)).save_pretrained(
-        path / "text_encoder")
+    text_config = UMT5Config(vocab_size=len(_WORDS) + 3, d_model=TINY_TRANSFORMER["text_dim"],
+                             d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                             relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
+    UMT5EncoderModel(text_config).save_pretrained(path / "text_encoder")
     _save_tokenizer(path / "tokenizer")
-    CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=cfg["image_dim"] or 20, intermediate_size=32, projection_dim=8,
-        num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)).save_pretrained(
-        path / "image_encoder")
+    image_config = CLIPVisionConfig(hidden_size=TINY_TRANSFORMER["image_dim"],
+                                    intermediate_size=32, projection_dim=8, num_hidden_layers=2,
+                                    num_attention_heads=2, image_size=32, patch_size=8)
+    CLIPVisionModelWithProjection(image_config).save_pretrained(path / "image_encoder")
     CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32}).save_pretrained(
         path / "image_processor")
-    if scheduler == "UniPCMultistepScheduler":
-        sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                        flow_shift=3.0)
-    else:
-        sched = FlowMatchEulerDiscreteScheduler(shift=3.0)
-    sched.save_pretrained(path / "scheduler")
+    FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(path / "scheduler")
     return path
