@@ -104,7 +104,7 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
     from egox_model.scene import SceneConfig, render_scene
     from egox_ros.node import EgoxNode, make_backend
     from egox_ros.player import ScenePlayer
-    from egox_ros.ros_demo import demo_config
+    from egox_ros.ros_demo import PLAYED_TOPICS, demo_config
 
     scene = render_scene(SceneConfig(seed=seed, num_frames=frames, exo_size=exo_size,
                                      ego_size=ego_size))
@@ -139,7 +139,7 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
             executor.add_node(n)
         threading.Thread(target=executor.spin, daemon=True).start()
         deadline = time.monotonic() + 20
-        while (player.image_pub.get_subscription_count() < 1
+        while (not player.wait_for_subscribers(1, timeout=0.0, topics=PLAYED_TOPICS)
                or node.count_subscribers("/egox/ego/image") < 1):
             if time.monotonic() > deadline:
                 raise RuntimeError("discovery timed out")

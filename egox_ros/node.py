@@ -20,8 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import (HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
@@ -60,6 +59,9 @@ class EgoxNode(Node):
 
     def __init__(self, *, config: EgoxConfig | None = None, generator: Generator | None = None,
                  node_name: str = "egox", **node_kwargs: Any) -> None:
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self.queue: BoundedQueue | None = None
         super().__init__(node_name, **node_kwargs)
         self.config = cfg = declare_config(self, config)
         self.generator = generator if generator is not None else make_backend(cfg)
@@ -71,7 +73,6 @@ class EgoxNode(Node):
         self.backend_ms: list[float] = []          # generator.generate() alone
         self.last_error = ""
         self._lock = threading.Lock()
-        self._stop = threading.Event()
 
         # 1. Publishers: reliable, KEEP_LAST deep enough for a whole clip (REP 2003).
         pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.publisher_depth,
@@ -88,8 +89,11 @@ class EgoxNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         # 2. Subscriptions: sensor-data QoS (best effort also matches reliable publishers).
-        sub_qos = (qos_profile_sensor_data if cfg.subscription_qos == "sensor_data"
-                   else QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.subscription_depth,
+                             reliability=(ReliabilityPolicy.BEST_EFFORT
+                                          if cfg.subscription_qos == "sensor_data"
+                                          else ReliabilityPolicy.RELIABLE),
+                             durability=DurabilityPolicy.VOLATILE)
         p = self.pipeline
         image_type = Image if cfg.image_transport == "raw" else CompressedImage
         self.create_subscription(image_type, cfg.exo_topic, self._cb(p.on_exo_image), sub_qos)
@@ -219,6 +223,8 @@ class EgoxNode(Node):
         """Stop the worker (the clip in flight is abandoned at its next step); return the
         number of queued clips abandoned. Never blocks longer than `timeout` seconds."""
         self._stop.set()
+        if self.queue is None or self._worker is None:       # __init__ failed half-way
+            return 0
         abandoned = self.queue.close()
         with self._lock:
             self.counters["clips_abandoned"] += len(abandoned)

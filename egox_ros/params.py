@@ -69,6 +69,8 @@ class EgoxConfig:
     overflow_policy: str = _p("drop_oldest", "full queue: 'drop_oldest' or 'drop_newest'")
     # QoS and diagnostics
     subscription_qos: str = _p("sensor_data", "'sensor_data' (best effort, REP 2003) or 'reliable'")
+    subscription_depth: int = _p(10, "KEEP_LAST depth of the input subscriptions (raise it for "
+                                      "bursty inputs, e.g. bag playback faster than real time)")
     publisher_depth: int = _p(100, "KEEP_LAST depth of the reliable publishers (>= clip_length "
                                    "so a whole clip survives a slow subscriber)")
     publish_prior: bool = _p(True, "also publish ~/ego_prior/image and camera_info")
@@ -84,7 +86,8 @@ class EgoxConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"parameter {name}={getattr(self, name)!r} is invalid; use one "
                                   f"of {list(allowed)}")
-        for name in ("ego_width", "ego_height", "clip_length", "queue_size", "publisher_depth"):
+        for name in ("ego_width", "ego_height", "clip_length", "queue_size", "subscription_depth",
+                     "publisher_depth"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"parameter {name}={getattr(self, name)} must be >= 1")
         for name in ("exo_width", "exo_height"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import rclpy
@@ -53,14 +53,21 @@ class ScenePlayer(Node):
         self.published = 0
         self.publish_times: dict[int, float] = {}     # stamp -> time.monotonic() at publish
 
-    def wait_for_subscribers(self, count: int = 1, timeout: float = 10.0) -> bool:
-        """Wait until the exo image topic has `count` subscriptions (discovery)."""
+    def wait_for_subscribers(self, count: int = 1, timeout: float = 10.0,
+                             topics: Sequence[str] = ("exo/image_raw", "ego/pose")) -> bool:
+        """Wait until each of `topics` (relative names as published here) has `count`
+        subscriptions (discovery), so the first frames are not published into the void."""
+        pubs = {"exo/image_raw": self.image_pub, "exo/image_raw/compressed": self.image_pub,
+                "exo/camera_info": self.info_pub, "exo/depth": self.depth_pub,
+                "exo/mask": self.mask_pub, "ego/pose": self.ego_pose_pub,
+                "exo/pose": self.exo_pose_pub}
+        chosen = [pubs[t] for t in topics if pubs.get(t) is not None]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.image_pub.get_subscription_count() >= count:
-                return True
+        while min(p.get_subscription_count() for p in chosen) < count:
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.02)
-        return False
+        return True
 
     def _pose(self, c2w: np.ndarray, header: Any) -> PoseStamped:
         position, quat = c2w_to_pose(c2w)

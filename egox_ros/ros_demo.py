@@ -22,6 +22,8 @@ __all__ = ["RosDemoError", "demo_config", "read_back", "run_demo_with_ros", "run
 EGO_TOPIC = "/egox/ego/image"
 INPUT_TOPICS = ["/exo/image_raw", "/exo/camera_info", "/exo/depth", "/exo/mask", "/ego/pose",
                 "/exo/pose"]
+PLAYED_TOPICS = ["exo/image_raw", "exo/camera_info", "exo/depth", "exo/mask", "ego/pose",
+                 "exo/pose"]             # each read by the node and the recorder
 OUTPUT_TOPICS = [EGO_TOPIC, "/egox/ego/camera_info", "/egox/ego_prior/image",
                  "/egox/ego_prior/camera_info"]
 
@@ -151,7 +153,7 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
         spinner = threading.Thread(target=executor.spin, name="egox-demo-spin", daemon=True)
         spinner.start()
         _wait(lambda: recorder.subscribed == len(recorder.topics)
-              and player.image_pub.get_subscription_count() >= 2
+              and player.wait_for_subscribers(2, timeout=0.0, topics=PLAYED_TOPICS)
               and node.count_subscribers(EGO_TOPIC) >= 1, 20.0,
               "discovery: the recorder/node did not see every topic")
         player.play()

@@ -70,15 +70,15 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
 
 def tiny_scene(frames: int = 10, height: int = 48, width: int = 64, seed: int = 0,
                fps: float = 30.0) -> SimpleNamespace:
-    """A scene the player can publish: a textured plane 2 m in front of a static exo camera
-    and an ego camera close to it, exact depth, stamps at `fps`."""
+    """A scene the player can publish: a static textured plane 2 m in front of a static exo
+    camera and an ego camera close to it, exact depth, stamps at `fps`."""
     rng = np.random.default_rng(seed)
     K = Intrinsics(40.0, 40.0, (width - 1) / 2, (height - 1) / 2, width, height)
     exo_c2w = look_at(np.array([0.0, -0.5, 1.0]), np.array([2.0, 0.0, 1.0]))
     ego = [look_at(np.array([0.2, 0.02 * i, 1.0]), np.array([2.0, 0.0, 1.0]))
            for i in range(frames)]
     return SimpleNamespace(
-        exo_rgb=rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
+        exo_rgb=np.repeat(rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8), frames, 0),
         exo_depth_m=np.full((frames, height, width), 2.0, np.float32),
         dynamic_mask=np.zeros((frames, height, width), bool),
         exo_K=K, exo_c2w=np.repeat(exo_c2w[None], frames, 0), ego_K=K,
