@@ -73,7 +73,9 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
                                                      "exo/image_raw=/cam/color/image_raw"),
             backend: Optional[str] = typer.Option(None, help="override the config's backend"),
             model_dir: Optional[str] = typer.Option(None, help="override model_dir"),
-            lora: Optional[str] = typer.Option(None, help="override lora_path")) -> None:
+            lora: Optional[str] = typer.Option(None, help="override lora_path"),
+            show_progress: bool = typer.Option(True, "--progress/--no-progress",
+                                               help="progress bar on stderr")) -> None:
     """Run the egox pipeline over IN_BAG and write the ego topics to OUT_BAG."""
     import dataclasses
 
@@ -92,7 +94,7 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
         remaps = dict(r.split("=", 1) for r in remap)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
-    bar = tqdm(total=0, unit="msg", desc="convert")
+    bar = tqdm(total=0, unit="msg", desc="convert", disable=not show_progress)
 
     def progress(done: int, total: int) -> None:
         bar.total = total

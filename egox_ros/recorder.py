@@ -82,6 +82,7 @@ class BagRecorder(Node):
         self.writer.open()
         self.counts: dict[str, int] = {}
         self._connections: dict[str, Any] = {}
+        self._topic_subs: dict[str, Any] = {}
         self._stamp_in_header: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -117,8 +118,9 @@ class BagRecorder(Node):
                          durability=(DurabilityPolicy.TRANSIENT_LOCAL if transient
                                      else DurabilityPolicy.VOLATILE),
                          liveliness=LivelinessPolicy.AUTOMATIC)
-        self.create_subscription(_message_class(type_name), topic,
-                                 lambda data, t=topic: self._write(t, data), qos, raw=True)
+        self._topic_subs[topic] = self.create_subscription(
+            _message_class(type_name), topic, lambda data, t=topic: self._write(t, data), qos,
+            raw=True)
         self.get_logger().info(f"recording {topic} [{type_name}]")
 
     def _log_time(self, topic: str, data: bytes) -> int:
@@ -140,6 +142,13 @@ class BagRecorder(Node):
         """Topics discovered and subscribed so far."""
         with self._lock:
             return len(self._connections)
+
+    def matched(self) -> bool:
+        """True when every topic is subscribed and matched with at least one publisher."""
+        with self._lock:
+            subs = dict(self._topic_subs)
+        return len(subs) == len(self.topics) and all(
+            s.get_publisher_count() > 0 for s in subs.values())
 
     @property
     def total(self) -> int:

@@ -152,13 +152,14 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
             executor.add_node(n)
         spinner = threading.Thread(target=executor.spin, name="egox-demo-spin", daemon=True)
         spinner.start()
-        _wait(lambda: recorder.subscribed == len(recorder.topics)
+        _wait(lambda: recorder.matched()
               and player.wait_for_subscribers(2, timeout=0.0, topics=PLAYED_TOPICS)
               and node.count_subscribers(EGO_TOPIC) >= 1, 20.0,
               "discovery: the recorder/node did not see every topic")
         player.play()
         _wait(lambda: recorder.counts.get(EGO_TOPIC, 0) >= expected_frames
-              and recorder.counts.get("/egox/ego_prior/camera_info", 0) >= expected_frames,
+              and recorder.counts.get("/egox/ego_prior/camera_info", 0) >= expected_frames
+              and all(recorder.counts.get(t, 0) >= num_frames for t in INPUT_TOPICS),
               timeout_s, f"the node did not publish {expected_frames} ego frames "
                          f"(stats: {node.stats()})")
         stats = node.stats()
