@@ -43,6 +43,7 @@ class RosHarness:
         self.nodes: list = []
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._started = False
+        self._closed = False
 
     def add(self, node):
         self.nodes.append(node)
@@ -53,6 +54,9 @@ class RosHarness:
         return node
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.executor.shutdown(timeout_sec=5.0)
         for node in self.nodes:
             node.destroy_node()
