@@ -53,71 +53,88 @@ class RenderResult:
 
 def _rasterize(cloud: PointCloud, K: Intrinsics, w2c: torch.Tensor) -> torch.Tensor:
     """Packed z-buffer (V, H, W) int64 of the nearest point per pixel; _EMPTY = none."""
-    num_views = w2c.shape[0]
-    height, width = K.height, K.width
-    cam = torch.baddbmm(w2c[:, None, :3, 3], cloud.xyz.expand(num_views, -1, -1),
-                        w2c[:, :3, :3].transpose(1, 2))                 # (V, N, 3)
-    x, y, z = cam.unbind(-1)
+    num_views, height, width = w2c.shape[0], K.height, K.width
+    K_t = torch.as_tensor(K.K, dtype=w2c.dtype, device=w2c.device)
+    # Homogeneous pixel coordinates of every point in every view, one GEMM: (V, 3, N).
+    M = (K_t @ w2c[:, :3, :3]).reshape(3 * num_views, 3)
+    uvz = torch.addmm((K_t @ w2c[:, :3, 3:]).reshape(3 * num_views, 1), M, cloud.xyz.T)
+    uvz = uvz.view(num_views, 3, -1)
+    z = uvz[:, 2]
     inv_z = z.reciprocal()
-    u = torch.floor(x * inv_z * K.fx + (K.cx + 0.5))
-    v = torch.floor(y * inv_z * K.fy + (K.cy + 0.5))
-    inside = (z > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    view = torch.arange(num_views, device=w2c.device)[:, None]
-    linear = (view * height + v.long()) * width + u.long()
-    index = torch.arange(len(cloud), device=w2c.device).expand(num_views, -1)
-    key = (z.contiguous().view(torch.int32).long() << 32) | index       # z > 0: bits ordered
-    zbuf = torch.full((num_views * height * width,), _EMPTY, dtype=torch.int64,
-                      device=w2c.device)
-    zbuf.scatter_reduce_(0, linear[inside], key[inside], "amin")
-    return zbuf.view(num_views, height, width)
+    u = uvz[:, 0] * inv_z
+    v = uvz[:, 1] * inv_z
+    inside = (z > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
+    # Non-negative after the test above, so truncation is rounding to the nearest pixel.
+    pixel = (v + 0.5).int() * width + (u + 0.5).int()
+    offsets = torch.arange(0, num_views * height * width, height * width,
+                           device=w2c.device, dtype=torch.int64)[:, None]
+    dump = num_views * height * width                   # one extra slot for culled points
+    linear = torch.where(inside, pixel + offsets, dump)
+    index = torch.arange(len(cloud), device=w2c.device)
+    key = (z.view(torch.int32).long() << 32) | index     # z > 0: float bits are ordered
+    zbuf = torch.full((dump + 1,), _EMPTY, dtype=torch.int64, device=w2c.device)
+    zbuf.scatter_reduce_(0, linear.view(-1), key.view(-1), "amin")
+    return zbuf[:dump].view(num_views, height, width)
 
 
-def _interior(zc: torch.Tensor, tol: float) -> torch.Tensor:
-    """True where a coarse pixel of zc (V, 1, h, w) continues the same surface on both
-    opposite sides (above and below, or left and right): inside a surface, not on its edge."""
-    padded = F.pad(zc, (1, 1, 1, 1), value=torch.inf)
-    h, w = zc.shape[-2:]
+def _interior(zmin: torch.Tensor, v: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+              tol: float) -> torch.Tensor:
+    """For coarse pixels (v, i, j) of zmin (V, h, w): True where the surface continues on
+    both opposite sides (above and below, or left and right), i.e. inside it, not on its
+    edge."""
+    padded = F.pad(zmin, (1, 1, 1, 1), value=torch.inf)
+    center = zmin[v, i, j]
+    margin = tol * center
 
-    def same(dy: int, dx: int) -> torch.Tensor:
-        neighbour = padded[..., 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-        return (neighbour - zc).abs() <= tol * zc
+    def same(di: int, dj: int) -> torch.Tensor:
+        return (padded[v, i + 1 + di, j + 1 + dj] - center).abs() <= margin
 
     return (same(-1, 0) & same(1, 0)) | (same(0, -1) & same(0, 1))
 
 
 def _fill_holes(rgb: torch.Tensor, depth: torch.Tensor, covered: torch.Tensor,
                 config: RenderConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Close pin-holes of (V, H, W[, 3]) buffers, coarse to fine (see the module docstring).
+    """Close pin-holes of (V, H, W[, 3]) buffers, fine to coarse (see the module docstring).
 
-    At level l the z-buffer is min-pooled over 2^l x 2^l blocks, which is exactly a
-    rasterisation at 1/2^l resolution, where a sparse surface is dense again. A fine pixel
-    that is empty or lies behind its block's front surface, where that block is inside a
-    surface (`_interior`), takes the block's front surface: the mean colour and depth of the
-    block's pixels on that surface. Silhouettes are not interior, so they do not grow.
+    At level l the z-buffer is min-pooled over k x k blocks (k = 2^l), which is exactly a
+    rasterisation at 1/k resolution, where a sparse surface is dense again. In a block that
+    is inside a surface (`_interior`), the pixels that are empty or lie behind the block's
+    front surface take the mean colour and depth of the block's pixels on that surface.
+    Silhouettes are not interior, so they do not grow. Only blocks that have such pixels
+    are touched, so the cost follows the hole area, not the image area.
     """
     tol = config.depth_tolerance
-    height, width = depth.shape[-2:]
-    z = torch.where(covered, depth, torch.inf)[:, None]
-    color = rgb.permute(0, 3, 1, 2).float()
-    for level in range(config.hole_fill_levels, 0, -1):
+    num_views, height, width = depth.shape
+    step = 2**config.hole_fill_levels
+    pad = (0, (-width) % step, 0, (-height) % step)
+    z = F.pad(torch.where(covered, depth, torch.inf), pad, value=torch.inf)
+    color = F.pad(rgb, (0, 0) + pad) if any(pad) else rgb.clone()
+    # Min/max pyramids of the original z: block minima never change (a filled pixel takes a
+    # value >= its block's minimum); block maxima only shrink, so they safely over-select.
+    zmin, zmax = z, z
+    for level in range(1, config.hole_fill_levels + 1):
+        zmin = -F.max_pool2d(-zmin[:, None], 2)[:, 0]
+        zmax = F.max_pool2d(zmax[:, None], 2)[:, 0]
         k = 2**level
-        pad = (0, (-width) % k, 0, (-height) % k)
-        zp = F.pad(z, pad, value=torch.inf)
-        zc = -F.max_pool2d(-zp, k)
-        zc_up = zc.repeat_interleave(k, 2).repeat_interleave(k, 3)[..., :height, :width]
-        on_front = (z <= zc_up * (1.0 + tol)).float()
-        sums = F.avg_pool2d(F.pad(torch.cat((color * on_front, torch.nan_to_num(
-            z * on_front, posinf=0.0), on_front), 1), pad), k)
-        mean = sums[:, :4] / sums[:, 4:5].clamp_min(1e-12)
-        fill = torch.isfinite(zc) & _interior(zc, tol)
-        up = (lambda t: t.repeat_interleave(k, 2).repeat_interleave(k, 3)[..., :height, :width])
-        replace = up(fill) & (z > zc_up * (1.0 + tol))
-        mean_up = up(mean)
-        color = torch.where(replace, mean_up[:, :3], color)
-        z = torch.where(replace, mean_up[:, 3:4], z)
-    mask = torch.isfinite(z)[:, 0]
-    rgb_out = color.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return rgb_out, torch.where(mask, z[:, 0], 0.0), mask
+        front = zmin * (1.0 + tol)
+        v, i, j = ((zmax > front) & torch.isfinite(zmin)).nonzero().unbind(1)
+        inside = _interior(zmin, v, i, j, tol)
+        v, i, j = v[inside], i[inside], j[inside]
+        if len(v) == 0:
+            continue
+        zb = z.view(num_views, zmin.shape[1], k, zmin.shape[2], k)
+        cb = color.view(num_views, zmin.shape[1], k, zmin.shape[2], k, 3)
+        z_blk, c_blk = zb[v, i, :, j, :], cb[v, i, :, j, :].float()       # (n, k, k[, 3])
+        on_front = z_blk <= front[v, i, j][:, None, None]
+        count = on_front.sum(dim=(1, 2)).clamp_min(1)
+        mean_z = torch.where(on_front, z_blk, 0.0).sum(dim=(1, 2)) / count
+        mean_c = (c_blk * on_front[..., None]).sum(dim=(1, 2)) / count[:, None]
+        zb[v, i, :, j, :] = torch.where(on_front, z_blk, mean_z[:, None, None])
+        cb[v, i, :, j, :] = torch.where(on_front[..., None], c_blk,
+                                        mean_c[:, None, None, :]).add_(0.5).to(torch.uint8)
+    z, color = z[:, :height, :width], color[:, :height, :width]
+    mask = torch.isfinite(z)
+    return color, torch.where(mask, z, 0.0), mask
 
 
 def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tensor,
