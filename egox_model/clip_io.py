@@ -19,6 +19,9 @@ Depth file (NPZ), arrays of the exo video's size, frame for frame:
     depth_mono_m           (F, H, W) per-frame metric estimate (D_m)
     depth_video            (F, H, W) temporally smooth, affine-ambiguous estimate (D_v)
     dynamic_mask           optional (F, H, W) bool, True = moving object
+
+Outputs (`write_generation`): `ego.mp4`, `prior.mp4`, `ego_stamps_ns.npy` (the source exo
+frame's stamp of every ego frame) and `report.json` (backend, frames, timings, diagnostics).
 """
 from __future__ import annotations
 
@@ -31,11 +34,13 @@ import numpy as np
 
 from egox_model.clip import Clip
 from egox_model.errors import InputError
+from egox_model.generator.base import GeneratorOutput
 from egox_model.geometry.camera import CameraModel
 from egox_model.geometry.pose import check_c2w, pose_to_c2w
-from egox_model.video import read_video
+from egox_model.video import read_video, write_video
 
-__all__ = ["CameraTrack", "load_clip", "read_camera", "read_depth", "write_camera"]
+__all__ = ["CameraTrack", "load_clip", "read_camera", "read_depth", "write_camera",
+           "write_generation"]
 
 
 @dataclass
@@ -154,3 +159,18 @@ def load_clip(exo_video: str | Path, exo_camera: str | Path, ego_poses: str | Pa
                 ego_K=ego.camera.rectified, ego_c2w=ego.for_frames(num_frames, "ego poses"),
                 stamps_ns=np.round(np.arange(num_frames) * 1e9 / (fps or 30.0)).astype(np.int64),
                 prompt=prompt, fps=fps or 30.0, **depth)
+
+
+def write_generation(out_dir: str | Path, output: GeneratorOutput, fps: float) -> dict:
+    """Write a generator's output to `out_dir` (see module docstring); returns the report."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_video(out_dir / "ego.mp4", output.ego_rgb, fps)
+    write_video(out_dir / "prior.mp4", output.prior.rgb, fps)
+    if output.stamps_ns is not None:
+        np.save(out_dir / "ego_stamps_ns.npy", output.stamps_ns)
+    report = {"backend": output.backend, "frames": len(output.ego_rgb),
+              "prior_coverage": float(output.prior.mask.mean()),
+              "ms_per_frame": output.ms_per_frame, "diagnostics": output.diagnostics}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    return report

@@ -243,3 +243,30 @@ def test_bad_model_dirs_raise_clear_errors(model_dir, tmp_path):
 def test_mismatched_clip_shapes_are_rejected(generator, kwargs, message):
     with pytest.raises(InputError, match=message):
         generator.generate(make_clip(**kwargs))
+
+
+def test_egox_generate_command(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from egox_model.cli import app
+    from egox_model.clip_io import write_camera
+    from egox_model.geometry.camera import CameraModel
+    from egox_model.video import write_video
+
+    clip = make_clip()
+    write_video(tmp_path / "exo.mp4", clip.exo_rgb, fps=30.0)
+    write_camera(tmp_path / "exo.json", CameraModel(clip.exo_K), clip.exo_c2w[0])
+    write_camera(tmp_path / "ego.json", CameraModel(clip.ego_K), clip.ego_c2w)
+    np.savez(tmp_path / "depth.npz", depth_m=clip.exo_depth_m, dynamic_mask=clip.dynamic_mask)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "generate", "--exo", str(tmp_path / "exo.mp4"), "--exo-camera", str(tmp_path / "exo.json"),
+        "--ego-poses", str(tmp_path / "ego.json"), "--exo-depth", str(tmp_path / "depth.npz"),
+        "--model-dir", str(model_dir), "--out", str(out), "--steps", "2", "--device", "cpu",
+        "--frames", "5", "--prompt", "a person picks up the cup"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["backend"] == "wan" and report["frames"] == FRAMES
+    assert (out / "ego.mp4").stat().st_size > 0 and (out / "prior.mp4").is_file()
+    np.testing.assert_array_equal(np.load(out / "ego_stamps_ns.npy"),
+                                  np.round(np.arange(FRAMES) * 1e9 / 30))
