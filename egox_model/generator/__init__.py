@@ -15,6 +15,7 @@ __all__ = ["BACKENDS", "EgoPrior", "Generator", "GeneratorOutput", "StepCallback
 #: Backend name -> "module:class".
 BACKENDS = {
     "prior": "egox_model.generator.prior_backend:PriorGenerator",
+    "wan": "egox_model.generator.wan:WanGenerator",
 }
 
 

@@ -270,3 +270,10 @@ def test_egox_generate_command(model_dir, tmp_path):
     assert (out / "ego.mp4").stat().st_size > 0 and (out / "prior.mp4").is_file()
     np.testing.assert_array_equal(np.load(out / "ego_stamps_ns.npy"),
                                   np.round(np.arange(FRAMES) * 1e9 / 30))
+
+
+def test_registry_builds_the_wan_backend(model_dir):
+    from egox_model.generator import make_generator
+
+    gen = make_generator("wan", model_dir=model_dir, dtype="float32", device="cpu", gga=False)
+    assert isinstance(gen, WanGenerator) and gen.config.gga is False
