@@ -27,7 +27,7 @@ TARGET_MS_PER_FRAME = 30.0
 class PriorBenchResult:
     """Milliseconds per frame: our stages, their total, open3d's projection.
 
-    zbuffer_ms is our render without hole filling: the same work open3d's projection does.
+    zbuffer_ms is our render without splats: the same work open3d's projection does.
     """
 
     stages_ms: dict[str, float]
@@ -79,7 +79,7 @@ def run_prior_bench(repeats: int = 3, seed: int = 0, device: str = "cpu") -> Pri
     runs: list[dict[str, float]] = []
     zbuffer: list[float] = []
     baseline: list[float] = []
-    raw = RenderConfig(hole_fill_levels=0)
+    raw = RenderConfig(max_splat_level=0)
     for _ in range(repeats):
         prior = render_ego_prior(clip, config)
         runs.append(prior.ms_per_frame)
@@ -105,6 +105,6 @@ def format_prior_bench(result: PriorBenchResult) -> str:
               f"{'z-buffer only (egox)':<28}{result.zbuffer_ms:>10.2f}",
               f"{'open3d project_to_rgbd_image':<28}{result.open3d_ms:>10.2f}",
               f"ratio egox z-buffer / open3d: {result.zbuffer_ms / result.open3d_ms:.2f}x   "
-              f"egox render with hole filling / open3d: "
+              f"egox render with splats / open3d: "
               f"{result.stages_ms['render'] / result.open3d_ms:.2f}x (lower is faster)"]
     return "\n".join(lines)

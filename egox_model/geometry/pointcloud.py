@@ -5,27 +5,38 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from egox_model.errors import InputError
 from egox_model.geometry.camera import Intrinsics
 from egox_model.geometry.projection import backproject, transform_points
 
-__all__ = ["LiftConfig", "PointCloud", "lift_points"]
+__all__ = ["LiftConfig", "PointCloud", "TILE_PX", "lift_points"]
+
+#: Points are ordered by exo image tiles of this size (pixels).
+TILE_PX = 16
 
 
 @dataclass
 class PointCloud:
-    """World points xyz (N, 3) float32 metres with colours rgb (N, 3) uint8."""
+    """World points xyz (N, 3) float32 metres with colours rgb (N, 3) uint8.
+
+    spacing_m (N,) float32, optional: distance to the next point on the same surface (the
+    renderer sizes each point's splat from it; 0 = a single pixel). `lift_points` fills it
+    and orders points by exo image tile, so consecutive points are neighbours.
+    """
 
     xyz: torch.Tensor
     rgb: torch.Tensor
+    spacing_m: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.xyz.shape[0]
 
     def to(self, device) -> PointCloud:
         """Copy onto `device`."""
-        return PointCloud(self.xyz.to(device), self.rgb.to(device))
+        spacing = None if self.spacing_m is None else self.spacing_m.to(device)
+        return PointCloud(self.xyz.to(device), self.rgb.to(device), spacing)
 
 
 @dataclass(frozen=True)
@@ -88,5 +99,43 @@ def lift_points(rgb: np.ndarray, depth_m: np.ndarray, K: Intrinsics, c2w: np.nda
     K_t = torch.from_numpy(K.K).float().expand(len(poses), 3, 3)
     points = backproject(torch.where(valid, depth, 0.0), K_t)            # (f, H, W, 3)
     points = transform_points(torch.from_numpy(poses).float(), points.flatten(1, 2))
+    spacing = _neighbour_spacing(points.view(len(poses), height, width, 3), valid)
     keep = valid.flatten(1)
-    return PointCloud(points[keep].contiguous(), colors.flatten(1, 2)[keep].contiguous())
+    order = torch.argsort(_tile_order(len(poses), height, width)[keep], stable=True)
+    return PointCloud(points[keep][order].contiguous(),
+                      colors.flatten(1, 2)[keep][order].contiguous(),
+                      spacing.flatten(1)[keep][order].contiguous())
+
+
+def _neighbour_spacing(points: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(f, H, W) distance from each lifted pixel's point to its nearer valid neighbour along
+    each image axis, the larger of the two axes. Taking the nearer side skips the neighbour
+    across a depth edge; a pixel with no valid neighbour on an axis uses the other axis."""
+
+    def axis_spacing(dim: int) -> torch.Tensor:
+        step = torch.linalg.vector_norm(points.diff(dim=dim), dim=-1)
+        both = valid.narrow(dim, 1, valid.shape[dim] - 1) & valid.narrow(dim, 0,
+                                                                          valid.shape[dim] - 1)
+        step = torch.where(both, step, torch.inf)
+        pad = [0, 0, 0, 0]
+        pad[2 * (2 - dim) + 1] = 1                       # inf beyond the last pixel ...
+        after = F.pad(step, pad, value=torch.inf)
+        pad = [0, 0, 0, 0]
+        pad[2 * (2 - dim)] = 1                           # ... and before the first
+        before = F.pad(step, pad, value=torch.inf)
+        return torch.minimum(after, before)
+
+    along_u, along_v = axis_spacing(2), axis_spacing(1)
+    spacing = torch.maximum(along_u, along_v)
+    spacing = torch.where(torch.isinf(spacing), torch.minimum(along_u, along_v), spacing)
+    return torch.where(torch.isinf(spacing), 0.0, spacing)
+
+
+def _tile_order(num_frames: int, height: int, width: int) -> torch.Tensor:
+    """(f, H*W) sort key grouping pixels by frame, then by TILE_PX x TILE_PX image tile, so
+    that consecutive points are neighbours (the renderer culls chunks of them at once)."""
+    rows = torch.arange(height)[:, None] // TILE_PX
+    cols = torch.arange(width)[None, :] // TILE_PX
+    tiles = (rows * (-(-width // TILE_PX)) + cols).flatten()
+    per_frame = tiles.max() + 1
+    return tiles[None] + per_frame * torch.arange(num_frames)[:, None]

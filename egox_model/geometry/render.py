@@ -1,9 +1,12 @@
 """Z-buffer point rendering of a `PointCloud` at many camera poses (pure torch, batched).
 
-Each point lands on its nearest pixel; the nearest point wins (one packed int64 scatter-min
-of (depth bits << 32 | point index)). Pin-holes, where a closer surface spreads over more
-pixels than it has points, are closed in screen space (`_fill_holes`), which plays the role
-of a splat size without dilating silhouettes.
+Each point lands on its nearest pixel and the nearest point wins: one packed int64
+scatter-min of (depth bits << 32 | point index). A point also has to cover the gap to its
+neighbours on the surface (its splat): one whose neighbour spacing projects to s pixels is
+drawn a second time into the z-buffer of pyramid level l = ceil(log2 s), where it fills
+one 2^l x 2^l block. When the levels are composed, a coarse splat shows only where the
+finer levels are empty or see through to a surface behind it, so splats close pin-holes
+without blurring surfaces that are dense enough.
 """
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from egox_model.errors import InputError
 from egox_model.geometry.camera import Intrinsics
@@ -24,21 +26,22 @@ _EMPTY = torch.iinfo(torch.int64).max
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """hole_fill_levels: pyramid levels of hole filling; closes gaps up to about 2^levels
-    pixels wide, the role a splat size plays elsewhere (0 = raw 1-pixel points).
-    depth_tolerance: relative depth margin of the "closer surface" test.
-    views_per_batch: views rasterised together (memory: ~12 bytes x points x views)."""
+    """max_splat_level: the largest splat is 2^level pixels square (0 = 1-pixel points).
+    depth_tolerance: relative depth change per pixel of distance still counted as the same
+        surface (a bound on surface slope); a splat covers a finer sample only when it is
+        closer than that.
+    views_per_batch: views rasterised together."""
 
-    hole_fill_levels: int = 3
+    max_splat_level: int = 3
     depth_tolerance: float = 0.05
-    near_m: float = 0.05
     views_per_batch: int = 7
 
     def __post_init__(self) -> None:
-        if self.hole_fill_levels < 0 or self.views_per_batch < 1:
-            raise InputError("hole_fill_levels must be >= 0 and views_per_batch >= 1")
-        if self.depth_tolerance <= 0 or self.near_m <= 0:
-            raise InputError("depth_tolerance and near_m must be positive")
+        if not 0 <= self.max_splat_level <= 8 or self.views_per_batch < 1:
+            raise InputError(f"max_splat_level must be in [0, 8] (got {self.max_splat_level})"
+                             f" and views_per_batch >= 1 (got {self.views_per_batch})")
+        if self.depth_tolerance <= 0:
+            raise InputError(f"depth_tolerance must be positive, got {self.depth_tolerance}")
 
 
 @dataclass
@@ -51,90 +54,94 @@ class RenderResult:
     mask: torch.Tensor
 
 
-def _rasterize(cloud: PointCloud, K: Intrinsics, w2c: torch.Tensor) -> torch.Tensor:
-    """Packed z-buffer (V, H, W) int64 of the nearest point per pixel; _EMPTY = none."""
-    num_views, height, width = w2c.shape[0], K.height, K.width
-    K_t = torch.as_tensor(K.K, dtype=w2c.dtype, device=w2c.device)
-    # Homogeneous pixel coordinates of every point in every view, one GEMM: (V, 3, N).
-    M = (K_t @ w2c[:, :3, :3]).reshape(3 * num_views, 3)
-    uvz = torch.addmm((K_t @ w2c[:, :3, 3:]).reshape(3 * num_views, 1), M, cloud.xyz.T)
-    uvz = uvz.view(num_views, 3, -1)
-    z = uvz[:, 2]
-    inv_z = z.reciprocal()
-    u = uvz[:, 0] * inv_z
-    v = uvz[:, 1] * inv_z
-    inside = (z > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
-    # Non-negative after the test above, so truncation is rounding to the nearest pixel.
-    pixel = (v + 0.5).int() * width + (u + 0.5).int()
-    offsets = torch.arange(0, num_views * height * width, height * width,
-                           device=w2c.device, dtype=torch.int64)[:, None]
-    dump = num_views * height * width                   # one extra slot for culled points
-    linear = torch.where(inside, pixel + offsets, dump)
-    index = torch.arange(len(cloud), device=w2c.device)
-    key = (z.view(torch.int32).long() << 32) | index     # z > 0: float bits are ordered
-    zbuf = torch.full((dump + 1,), _EMPTY, dtype=torch.int64, device=w2c.device)
-    zbuf.scatter_reduce_(0, linear.view(-1), key.view(-1), "amin")
-    return zbuf[:dump].view(num_views, height, width)
+def _chunk_corners(xyz: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points padded to whole chunks (C, chunk, 3; padding NaN) and the 8 bounding-box
+    corners (C, 8, 3) of each chunk. Lifted points come ordered by image tile, so
+    consecutive points are neighbours and chunk boxes are tight."""
+    pad = (-len(xyz)) % chunk
+    padded = torch.cat((xyz, xyz.new_full((pad, 3), torch.nan))).view(-1, chunk, 3)
+    low = padded.nan_to_num(torch.inf).amin(dim=1)
+    high = padded.nan_to_num(-torch.inf).amax(dim=1)
+    pick = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)],
+                        dtype=torch.bool, device=xyz.device)
+    corners = torch.where(pick, high[:, None], low[:, None])          # (C, 8, 3)
+    return padded, corners
 
 
-def _interior(zmin: torch.Tensor, v: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
-              tol: float) -> torch.Tensor:
-    """For coarse pixels (v, i, j) of zmin (V, h, w): True where the surface continues on
-    both opposite sides (above and below, or left and right), i.e. inside it, not on its
-    edge."""
-    padded = F.pad(zmin, (1, 1, 1, 1), value=torch.inf)
-    center = zmin[v, i, j]
-    margin = tol * center
-
-    def same(di: int, dj: int) -> torch.Tensor:
-        return (padded[v, i + 1 + di, j + 1 + dj] - center).abs() <= margin
-
-    return (same(-1, 0) & same(1, 0)) | (same(0, -1) & same(0, 1))
+def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    """(rows, cols) of each pyramid level; level 0 padded to a multiple of 2^levels."""
+    step = 2**levels
+    rows, cols = -(-height // step) * step, -(-width // step) * step
+    return [(rows >> level, cols >> level) for level in range(levels + 1)]
 
 
-def _fill_holes(rgb: torch.Tensor, depth: torch.Tensor, covered: torch.Tensor,
-                config: RenderConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Close pin-holes of (V, H, W[, 3]) buffers, fine to coarse (see the module docstring).
+def _rasterize(cloud: PointCloud, K: Intrinsics, w2c: torch.Tensor, levels: int,
+               chunk: int = 256) -> list[torch.Tensor]:
+    """Packed z-buffers, one (V, rows_l, cols_l) int64 per level l (_EMPTY = no point).
 
-    At level l the z-buffer is min-pooled over k x k blocks (k = 2^l), which is exactly a
-    rasterisation at 1/k resolution, where a sparse surface is dense again. In a block that
-    is inside a surface (`_interior`), the pixels that are empty or lie behind the block's
-    front surface take the mean colour and depth of the block's pixels on that surface.
-    Silhouettes are not interior, so they do not grow. Only blocks that have such pixels
-    are touched, so the cost follows the hole area, not the image area.
+    Per view, chunks whose bounding box lies entirely outside the view frustum are culled
+    before any per-point work (an ego camera typically sees a third of the exo points).
     """
-    tol = config.depth_tolerance
-    num_views, height, width = depth.shape
-    step = 2**config.hole_fill_levels
-    pad = (0, (-width) % step, 0, (-height) % step)
-    z = F.pad(torch.where(covered, depth, torch.inf), pad, value=torch.inf)
-    color = F.pad(rgb, (0, 0) + pad) if any(pad) else rgb.clone()
-    # Min/max pyramids of the original z: block minima never change (a filled pixel takes a
-    # value >= its block's minimum); block maxima only shrink, so they safely over-select.
-    zmin, zmax = z, z
-    for level in range(1, config.hole_fill_levels + 1):
-        zmin = -F.max_pool2d(-zmin[:, None], 2)[:, 0]
-        zmax = F.max_pool2d(zmax[:, None], 2)[:, 0]
-        k = 2**level
-        front = zmin * (1.0 + tol)
-        v, i, j = ((zmax > front) & torch.isfinite(zmin)).nonzero().unbind(1)
-        inside = _interior(zmin, v, i, j, tol)
-        v, i, j = v[inside], i[inside], j[inside]
-        if len(v) == 0:
+    num_views, height, width = w2c.shape[0], K.height, K.width
+    shapes = _level_shapes(height, width, levels if cloud.spacing_m is not None else 0)
+    sizes = [rows * cols for rows, cols in shapes]
+    starts = torch.tensor(np.cumsum([0] + sizes[:-1]), device=w2c.device)
+    level_cols = torch.tensor([cols for _, cols in shapes], device=w2c.device)
+    K_t = torch.as_tensor(K.K, dtype=w2c.dtype, device=w2c.device)
+    P = K_t @ w2c[:, :3, :]                                               # (V, 3, 4)
+    points, corners = _chunk_corners(cloud.xyz, chunk)
+    # Homogeneous pixel coordinates of every box corner in every view: (V, C, 8, 3).
+    c = torch.einsum("vij,ckj->vcki", P[:, :, :3], corners) + P[:, None, None, :, 3]
+    x, y, z = c.unbind(-1)
+    culled = ((z <= 0).all(-1) | (x < -0.5 * z).all(-1) | (x >= (width - 0.5) * z).all(-1)
+              | (y < -0.5 * z).all(-1) | (y >= (height - 0.5) * z).all(-1))
+    zbuf = torch.full((num_views, sum(sizes)), _EMPTY, dtype=torch.int64, device=w2c.device)
+    for view in range(num_views):
+        visible = (~culled[view]).nonzero()[:, 0]
+        if len(visible) == 0:
             continue
-        zb = z.view(num_views, zmin.shape[1], k, zmin.shape[2], k)
-        cb = color.view(num_views, zmin.shape[1], k, zmin.shape[2], k, 3)
-        z_blk, c_blk = zb[v, i, :, j, :], cb[v, i, :, j, :].float()       # (n, k, k[, 3])
-        on_front = z_blk <= front[v, i, j][:, None, None]
-        count = on_front.sum(dim=(1, 2)).clamp_min(1)
-        mean_z = torch.where(on_front, z_blk, 0.0).sum(dim=(1, 2)) / count
-        mean_c = (c_blk * on_front[..., None]).sum(dim=(1, 2)) / count[:, None]
-        zb[v, i, :, j, :] = torch.where(on_front, z_blk, mean_z[:, None, None])
-        cb[v, i, :, j, :] = torch.where(on_front[..., None], c_blk,
-                                        mean_c[:, None, None, :]).add_(0.5).to(torch.uint8)
-    z, color = z[:, :height, :width], color[:, :height, :width]
-    mask = torch.isfinite(z)
-    return color, torch.where(mask, z, 0.0), mask
+        uvz = torch.addmm(P[view, :, 3], points[visible].view(-1, 3), P[view, :, :3].T)
+        zv = uvz[:, 2]
+        u = uvz[:, 0] / zv
+        v = uvz[:, 1] / zv
+        inside = ((zv > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5)
+                  & (v < height - 0.5)).nonzero()[:, 0]
+        zv, u, v = zv[inside], u[inside], v[inside]
+        # Non-negative after the test above, so truncation rounds to the nearest pixel.
+        col, row = (u + 0.5).long(), (v + 0.5).long()
+        index = visible[inside // chunk] * chunk + inside % chunk
+        key = (zv.view(torch.int32).long() << 32) | index             # z > 0: bits ordered
+        linear = row * shapes[0][1] + col
+        if len(shapes) > 1:
+            footprint_px = cloud.spacing_m[index] * (K.fx / zv)
+            level = torch.ceil(torch.log2(footprint_px.clamp_min(1.0))).long()
+            level = level.clamp_max(len(shapes) - 1)
+            splat = (level > 0).nonzero()[:, 0]
+            lv = level[splat]
+            coarse = starts[lv] + (row[splat] >> lv) * level_cols[lv] + (col[splat] >> lv)
+            linear, key = torch.cat((linear, coarse)), torch.cat((key, key[splat]))
+        zbuf[view].scatter_reduce_(0, linear, key, "amin")
+    return [part.view(num_views, *shape) for part, shape in
+            zip(zbuf.split(sizes, dim=1), shapes)]
+
+
+def _key_depth(key: torch.Tensor) -> torch.Tensor:
+    """Depth (float32 metres, inf where empty) of packed z-buffer keys."""
+    return torch.where(key == _EMPTY, torch.inf, (key >> 32).int().view(torch.float32))
+
+
+def _compose(levels: list[torch.Tensor], tolerance: float) -> torch.Tensor:
+    """Level-0 z-buffer where each coarse splat covers the pixels of its block that are
+    empty or lie behind it by more than tolerance x block size."""
+    fine = levels[0]
+    num_views, rows, cols = fine.shape
+    for level in range(1, len(levels)):
+        k = 2**level
+        coarse = levels[level][:, :, None, :, None]                     # (V, h, 1, w, 1)
+        blocks = fine.view(num_views, rows // k, k, cols // k, k)
+        behind = _key_depth(blocks) > _key_depth(coarse) * (1.0 + tolerance * k)
+        fine = torch.where(behind, coarse, blocks).view(num_views, rows, cols)
+    return fine
 
 
 def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tensor,
@@ -151,15 +158,14 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
     cloud = cloud.to(device)
     results = []
     for start in range(0, w2c.shape[0], config.views_per_batch):
-        zbuf = _rasterize(cloud, K, w2c[start:start + config.views_per_batch])
+        levels = _rasterize(cloud, K, w2c[start:start + config.views_per_batch],
+                            config.max_splat_level)
+        zbuf = _compose(levels, config.depth_tolerance)[:, :K.height, :K.width]
         covered = zbuf != _EMPTY
         index = torch.where(covered, zbuf & 0xFFFFFFFF, 0)
         depth = torch.where(covered, (zbuf >> 32).int().view(torch.float32), 0.0)
         rgb = cloud.rgb[index] if len(cloud) else torch.zeros(
             index.shape + (3,), dtype=torch.uint8, device=device)
-        rgb = torch.where(covered[..., None], rgb, 0)
-        if config.hole_fill_levels > 0:
-            rgb, depth, covered = _fill_holes(rgb, depth, covered, config)
-        results.append((rgb, depth, covered))
+        results.append((torch.where(covered[..., None], rgb, 0), depth, covered))
     rgb, depth, mask = (torch.cat(parts) for parts in zip(*results))
     return RenderResult(rgb, depth, mask)

@@ -50,7 +50,8 @@ class SceneClip:
     dynamic_mask (F, H, W) bool (exo pixels of the moving ball), cameras, stamps.
 
     ego_covisible (F, h, w) bool marks the ego pixels whose surface point the exo camera sees
-    too (static, unoccluded): where a perfect prior equals the ego ground truth.
+    too (static, unoccluded), leaving out pixels next to a depth edge (which surface those
+    show depends on sub-pixel position): where a perfect prior equals the ego ground truth.
     """
 
     exo_rgb: np.ndarray
@@ -153,7 +154,11 @@ def _covisible(ego_depth: np.ndarray, ego_K: Intrinsics, ego_c2w: np.ndarray,
     zi, ui, vi = z[inside], u[inside], v[inside]
     exo_z = torch.from_numpy(exo_depth)[vi, ui].double()
     seen[inside] = ((zi - exo_z).abs() <= tolerance * exo_z) & torch.from_numpy(exo_static)[vi, ui]
-    return (seen.view(ego_depth.shape) & torch.from_numpy(ego_depth > 0)).numpy()
+    depth = torch.from_numpy(ego_depth)[None, None]
+    near = -torch.nn.functional.max_pool2d(-depth, 3, stride=1, padding=1)
+    far = torch.nn.functional.max_pool2d(depth, 3, stride=1, padding=1)
+    smooth = (far - near <= 0.05 * near)[0, 0]
+    return (seen.view(ego_depth.shape) & smooth & (depth[0, 0] > 0)).numpy()
 
 
 def render_scene(config: SceneConfig = SceneConfig()) -> SceneClip:
