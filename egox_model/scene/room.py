@@ -211,7 +211,7 @@ def render_scene(config: SceneConfig = SceneConfig()) -> SceneClip:
         ego_dyn[f] = ids == ball_id
         covisible[f] = _covisible(ego_depth[f], ego_K, ego_c2w[f], exo_depth[f], ~exo_dyn[f],
                                   exo_K, exo_c2w[f]) & ~ego_dyn[f]
-    stamps = (1_700_000_000 * 10**9 + np.round(t * 1e9)).astype(np.int64)
+    stamps = 1_700_000_000 * 10**9 + np.round(t * 1e9).astype(np.int64)
     return SceneClip(exo_rgb, exo_depth, exo_dyn, ego_rgb, ego_depth, ego_dyn, covisible, exo_K,
                      exo_c2w, ego_K, ego_c2w, stamps, config.fps,
                      meta={"seed": config.seed, "ball_path_m": ball_path.tolist()})
