@@ -40,12 +40,13 @@ def bench_prior(
     json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
     repeats: int = typer.Option(3, help="Timed runs (median reported)."),
     device: str = typer.Option("cpu", help="Where lifting and rendering run: cpu or cuda."),
+    frames: int = typer.Option(49, help="Clip length (49 = the default clip)."),
 ) -> None:
     """Fusion + lift + render of the default clip, beside open3d's projection."""
     import json
 
     from egox_model.bench.prior import format_prior_bench, run_prior_bench
-    result = run_prior_bench(repeats=repeats, device=device)
+    result = run_prior_bench(repeats=repeats, device=device, frames=frames)
     typer.echo(format_prior_bench(result))
     if json_out:
         typer.echo(json.dumps(result.as_dict()))

@@ -68,9 +68,13 @@ def open3d_render_ms(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray) -> float
     return (time.perf_counter() - start) * 1e3 / len(extrinsics)
 
 
-def run_prior_bench(repeats: int = 3, seed: int = 0, device: str = "cpu") -> PriorBenchResult:
-    """Median over `repeats` runs of each stage, and of the open3d baseline, interleaved."""
-    scene = render_scene(SceneConfig(seed=seed))
+def run_prior_bench(repeats: int = 3, seed: int = 0, device: str = "cpu",
+                    frames: int = 49) -> PriorBenchResult:
+    """Median over `repeats` runs of each stage, and of the open3d baseline, interleaved.
+
+    The clip has the default sizes (exo 448x784, ego 448x448) and `frames` frames.
+    """
+    scene = render_scene(SceneConfig(seed=seed, num_frames=frames))
     estimates = synthetic_depth_estimates(scene.exo_depth_m, seed=seed)
     clip = scene.to_clip(exo_depth_mono_m=estimates.depth_mono_m,
                          exo_depth_video=estimates.depth_video)

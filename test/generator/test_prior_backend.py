@@ -1,0 +1,38 @@
+"""Backend `prior`: the rendered prior kept where covered, holes inpainted, labelled."""
+import numpy as np
+import pytest
+
+from egox_model.errors import InputError
+from egox_model.eval.metrics import psnr
+from egox_model.generator import make_generator
+from egox_model.generator.prior_backend import inpaint_uncovered
+
+
+def test_prior_backend_end_to_end(small_scene):
+    clip = small_scene.to_clip()
+    steps = []
+    out = make_generator("prior").generate(clip, callback=lambda i, n: steps.append((i, n)))
+    assert out.backend == "prior" and "not the diffusion model" in out.diagnostics["note"]
+    assert out.ego_rgb.shape == small_scene.ego_rgb.shape and out.ego_rgb.dtype == np.uint8
+    np.testing.assert_array_equal(out.stamps_ns, small_scene.stamps_ns)
+    covered = out.prior.mask
+    np.testing.assert_array_equal(out.ego_rgb[covered], out.prior.rgb[covered])
+    assert (out.ego_rgb[~covered].max(axis=-1) > 0).mean() > 0.99   # holes are filled
+    assert psnr(out.ego_rgb, small_scene.ego_rgb) > psnr(out.prior.rgb, small_scene.ego_rgb)
+    assert steps == [(0, 2), (1, 2)]
+    assert set(out.ms_per_frame) >= {"lift", "render", "inpaint"}
+
+
+def test_inpaint_keeps_covered_pixels_and_fills_smoothly():
+    v, u = np.mgrid[0:64, 0:64]
+    ramp = np.stack([u * 4, v * 4, np.full_like(u, 128)], -1).astype(np.uint8)
+    covered = np.ones((64, 64), bool)
+    covered[20:40, 20:40] = False
+    filled = inpaint_uncovered(np.where(covered[..., None], ramp, 0), covered)
+    np.testing.assert_array_equal(filled[covered], ramp[covered])
+    assert np.abs(filled[~covered].astype(int) - ramp[~covered]).mean() < 20
+
+
+def test_unknown_backend_lists_the_choices():
+    with pytest.raises(InputError, match="'prior'"):
+        make_generator("nope")
