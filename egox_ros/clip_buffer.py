@@ -63,6 +63,8 @@ class ClipBuffer:
         self._frames: list[Any] = []
         self._next_due: int | None = None
         self.counters: Counter[str] = Counter()
+        #: index of the frame the last `push` accepted within its clip (None: resampled away)
+        self.last_index: int | None = None
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -74,6 +76,7 @@ class ClipBuffer:
             self.counters["gap_reset"] += 1
             self.counters["gap_discarded"] += len(self._frames)
             self.reset()
+        self.last_index = None
         if self._next_due is not None and stamp_ns < self._next_due - period // 4:
             self.counters["resampled"] += 1
             return None
@@ -83,6 +86,7 @@ class ClipBuffer:
             self._next_due += period
         self._stamps.append(int(stamp_ns))
         self._frames.append(frame)
+        self.last_index = len(self._frames) - 1
         if len(self._frames) < self.spec.length:
             return None
         clip = (self._stamps[:], self._frames[:])

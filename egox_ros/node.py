@@ -71,6 +71,7 @@ class EgoxNode(Node):
         self.counters: Counter[str] = Counter()
         self.latencies_ms: list[float] = []        # last exo frame in -> first ego frame out
         self.backend_ms: list[float] = []          # generator.generate() alone
+        self.stage_ms: dict[str, float] = {}       # last clip: assemble/queue/backend/publish
         self.last_error = ""
         self._lock = threading.Lock()
 
@@ -126,6 +127,7 @@ class EgoxNode(Node):
             clips = handler(msg)
             if clips:
                 for clip in clips:
+                    clip.meta["egox_enqueued"] = time.monotonic()
                     self._enqueue(clip, received)
         return callback
 
@@ -155,6 +157,7 @@ class EgoxNode(Node):
             clip, received = item
             try:
                 t0 = time.monotonic()
+                enqueued = clip.meta.get("egox_enqueued", received)
                 output = self.generator.generate(clip, callback=self._step)
                 t1 = time.monotonic()
                 messages = output_messages(self.factory, output, clip, self.config)
@@ -164,9 +167,14 @@ class EgoxNode(Node):
                         raise _Abandon
                     self._pubs[topic].publish(msg)
                     if first:
+                        now = time.monotonic()
                         with self._lock:
-                            self.latencies_ms.append((time.monotonic() - received) * 1e3)
+                            self.latencies_ms.append((now - received) * 1e3)
                             self.backend_ms.append((t1 - t0) * 1e3)
+                            self.stage_ms = {"assemble": (enqueued - received) * 1e3,
+                                             "queue": (t0 - enqueued) * 1e3,
+                                             "backend": (t1 - t0) * 1e3,
+                                             "first_publish": (now - t1) * 1e3}
                         first = False
                 with self._lock:
                     self.counters["clips_published"] += 1
@@ -197,6 +205,8 @@ class EgoxNode(Node):
             stats["frames_in"] = self.pipeline.frames_in
             stats["last_latency_ms"] = self.latencies_ms[-1] if self.latencies_ms else None
             stats["last_backend_ms"] = self.backend_ms[-1] if self.backend_ms else None
+            stats.update({f"last_{k}_ms": round(v, 2) for k, v in self.stage_ms.items()
+                          if k != "backend"})
             stats["last_error"] = self.last_error
         return stats
 

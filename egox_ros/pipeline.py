@@ -10,7 +10,7 @@ exo_width x exo_height (K follows) -> match poses / depth / masks by stamp -> cl
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
@@ -65,6 +65,8 @@ class ExoPipeline:
         self.exo_K: Intrinsics | None = None      # of the frames in clips (rectified, resized)
         self._camera_key: tuple | None = None
         self.frames_in = 0
+        self._clip_arrays: dict[str, np.ndarray] | None = None
+        self._carry: dict[str, np.ndarray] | None = None
         self._before_info: deque[tuple[Callable[[Any], list[Clip]], Any]] = deque()
 
     # ---- bad input bookkeeping -------------------------------------------------------------
@@ -201,33 +203,61 @@ class ExoPipeline:
         clips = []
         for frame in frames:
             done = self.buffer.push(frame.stamp_ns, frame)
+            if self.buffer.last_index is None:
+                continue                                  # resampled away
+            self._store(self.buffer.last_index, frame)
             if done is not None:
-                clips.append(self._make_clip(*done))
+                clips.append(self._make_clip(done[0]))
         return clips
 
-    def _make_clip(self, stamps: list[int], frames: list[MatchedFrame]) -> Clip:
+    def _frame_arrays(self, frame: MatchedFrame) -> dict[str, np.ndarray]:
         cfg = self.config
-        F = len(frames)
-        exo_c2w = (np.stack([f.others["exo_pose"] for f in frames])
-                   if cfg.exo_pose_source == "topic" else np.repeat(self.static_exo_c2w[None], F, 0))
-        return Clip(
-            exo_rgb=np.stack([f.pivot for f in frames]),
-            exo_K=self.exo_K,
-            exo_c2w=exo_c2w,
-            ego_K=self.ego_K,
-            ego_c2w=np.stack([f.others["ego_pose"] for f in frames]),
-            stamps_ns=np.asarray(stamps, dtype=np.int64),
-            exo_depth_m=(np.stack([f.others["depth"] for f in frames])
-                         if cfg.depth_source == "topic" else None),
-            dynamic_mask=(np.stack([f.others["mask"] for f in frames]) if cfg.use_mask else None),
-            prompt=self.prompt,
-            fps=cfg.fps,
-        )
+        arrays = {"exo_rgb": frame.pivot, "ego_c2w": frame.others["ego_pose"]}
+        if cfg.exo_pose_source == "topic":
+            arrays["exo_c2w"] = frame.others["exo_pose"]
+        if cfg.depth_source == "topic":
+            arrays["exo_depth_m"] = frame.others["depth"]
+        if cfg.use_mask:
+            arrays["dynamic_mask"] = frame.others["mask"]
+        return arrays
+
+    def _store(self, index: int, frame: MatchedFrame) -> None:
+        """Copy one frame into the clip's arrays as it arrives, so completing a clip costs
+        one frame's copy, not a stack of the whole clip (the node's latency budget)."""
+        arrays = self._frame_arrays(frame)
+        carry, self._carry = self._carry, None
+        length = self.config.clip_length
+        fits = self._clip_arrays is not None and all(
+            self._clip_arrays[k].shape[1:] == v.shape for k, v in arrays.items())
+        if index == 0 or not fits:
+            self._clip_arrays = {k: np.empty((length, *np.shape(v)), np.asarray(v).dtype)
+                                 for k, v in arrays.items()}
+            if carry is not None and index > 0:           # overlap with the previous clip
+                for k, old in carry.items():
+                    self._clip_arrays[k][:index] = old[length - index:]
+        for k, v in arrays.items():
+            self._clip_arrays[k][index] = v
+
+    def _make_clip(self, stamps: list[int]) -> Clip:
+        cfg = self.config
+        arrays, self._clip_arrays = self._clip_arrays, None
+        if cfg.clip_stride < cfg.clip_length:
+            self._carry = arrays                          # copied when the next frame comes
+        F = len(stamps)
+        exo_c2w = arrays.get("exo_c2w")
+        if exo_c2w is None:
+            exo_c2w = np.repeat(self.static_exo_c2w[None], F, 0)
+        return Clip(exo_rgb=arrays["exo_rgb"], exo_K=self.exo_K, exo_c2w=exo_c2w,
+                    ego_K=self.ego_K, ego_c2w=arrays["ego_c2w"],
+                    stamps_ns=np.asarray(stamps, dtype=np.int64),
+                    exo_depth_m=arrays.get("exo_depth_m"),
+                    dynamic_mask=arrays.get("dynamic_mask"), prompt=self.prompt, fps=cfg.fps)
 
 
 def output_messages(factory: MessageFactory, output: Any, clip: Clip, config: EgoxConfig
-                    ) -> list[tuple[str, Any]]:
-    """(relative topic, message) pairs for one generated clip, frame by frame.
+                    ) -> Iterator[tuple[str, Any]]:
+    """(relative topic, message) pairs for one generated clip, frame by frame, built lazily
+    so the first frame can go out before the last is converted.
 
     Topics: ego/image, ego/camera_info and (publish_prior) ego_prior/image,
     ego_prior/camera_info. Every message carries its source exo frame's stamp and the ego
@@ -239,12 +269,10 @@ def output_messages(factory: MessageFactory, output: Any, clip: Clip, config: Eg
     h, w = ego.shape[1:3]
     K = clip.ego_K if (clip.ego_K.width, clip.ego_K.height) == (w, h) else \
         clip.ego_K.resized(w, h)
-    out: list[tuple[str, Any]] = []
     for i, stamp in enumerate(stamps):
         header = factory.header(int(stamp), config.ego_frame_id)
-        out.append(("ego/image", factory.image(ego[i], "rgb8", header)))
-        out.append(("ego/camera_info", factory.camera_info(K, header)))
+        yield "ego/image", factory.image(ego[i], "rgb8", header)
+        yield "ego/camera_info", factory.camera_info(K, header)
         if prior is not None:
-            out.append(("ego_prior/image", factory.image(prior[i], "rgb8", header)))
-            out.append(("ego_prior/camera_info", factory.camera_info(K, header)))
-    return out
+            yield "ego_prior/image", factory.image(prior[i], "rgb8", header)
+            yield "ego_prior/camera_info", factory.camera_info(K, header)
