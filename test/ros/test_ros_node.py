@@ -38,7 +38,7 @@ def tiny_config(**overrides) -> EgoxConfig:
     K = scene.ego_K
     values = dict(clip_length=5, clip_stride=5, exo_width=0, exo_height=0, ego_width=K.width,
                   ego_height=K.height, ego_fx=K.fx, ego_fy=K.fy, ego_cx=K.cx, ego_cy=K.cy,
-                  exo_pose_source="topic", diagnostics_period_s=0.2)
+                  exo_pose_source="topic", diagnostics_period_s=0.2, subscription_depth=100)
     values.update(overrides)
     return EgoxConfig(**values)
 
@@ -251,9 +251,11 @@ def test_shutdown_with_full_queue_returns_quickly(harness):
 def test_node_as_a_separate_process_and_sigint(harness, tmp_path):
     ns, scene = unique_ns(), tiny_scene(frames=5)
     K = scene.ego_K
+    # Reliable, deep subscriptions: on a loaded 2-core machine the separate process may fall
+    # behind, and one lost frame would lose the only clip (default QoS: in-process tests).
     params = dict(clip_length=5, clip_stride=5, exo_width=0, exo_height=0, ego_width=K.width,
                   ego_height=K.height, ego_fx=K.fx, ego_fy=K.fy, ego_cx=K.cx, ego_cy=K.cy,
-                  exo_pose_source="topic")
+                  exo_pose_source="topic", subscription_qos="reliable", subscription_depth=100)
     args = [sys.executable, "-m", "egox_ros.node", "--ros-args", "-r", f"__ns:={ns}"]
     for k, v in params.items():
         args += ["-p", f"{k}:={v}"]
