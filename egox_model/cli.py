@@ -21,7 +21,7 @@ def bench_gga(
     json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
     device: str = typer.Option("cpu", help="cpu or cuda (cuda: 28,028 tokens, 40x128, bf16)."),
     tokens: int = typer.Option(None, help="Sequence length, rounded to whole latent frames."),
-    kernel: str = typer.Option("chunked", help="Efficient GGA kernel: chunked or flex."),
+    kernel: str = typer.Option("chunked", help="Efficient GGA kernel: chunked, split or flex."),
     repeats: int = typer.Option(3, help="Timed calls per method (median reported)."),
 ) -> None:
     """Efficient GGA vs the dense-bias reference vs plain SDPA: time and peak memory."""

@@ -99,6 +99,14 @@ def test_chunked_equals_dense(form: str) -> None:
         torch.testing.assert_close(chunked, dense, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("form", ["official", "power"])
+def test_split_equals_dense(form: str) -> None:
+    tables, (q, k, v) = gga_tables(_geometry()), _qkv()
+    dense = gga_attention(q, k, v, tables, GGAConfig(form=form, kernel="dense"))
+    split = gga_attention(q, k, v, tables, GGAConfig(form=form, kernel="split"))
+    torch.testing.assert_close(split, dense, atol=1e-4, rtol=0)
+
+
 def test_flex_equals_dense() -> None:
     tables, (q, k, v) = gga_tables(_geometry()), _qkv()
     for config in (GGAConfig(strength=3.0), GGAConfig(strength=0.7)):  # one compile
@@ -115,7 +123,7 @@ def test_dense_equals_explicit_softmax() -> None:
     torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kernel", ["dense", "chunked"])
+@pytest.mark.parametrize("kernel", ["dense", "chunked", "split"])
 def test_strength_zero_and_exo_queries_are_stock(kernel: str) -> None:
     tables, (q, k, v) = gga_tables(_geometry()), _qkv()
     stock = F.scaled_dot_product_attention(q, k, v)
@@ -204,17 +212,19 @@ def test_processor_matches_wan_attn_processor_without_geometry() -> None:
     torch.testing.assert_close(zero, stock, atol=0, rtol=0)
 
 
-def test_processor_gga_dense_equals_chunked_in_model() -> None:
+def test_processor_gga_kernels_agree_in_model() -> None:
     model, inputs = _tiny_wan(), _wan_inputs()
     outs = []
     with torch.no_grad():
         stock = model(**inputs)[0]
-        for kernel in ("dense", "chunked"):
+        for kernel in ("dense", "chunked", "split"):
             proc = GGAAttnProcessor(GGAConfig(kernel=kernel))
             proc.set_geometry(_geometry())
             _install(model, proc)
             outs.append(model(**inputs)[0])
-    torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=0)
+            outs.append(model(**inputs)[0])   # "split" reuses its cached bias
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0], atol=1e-4, rtol=0)
     assert (outs[0] - stock).abs().max() > 1e-4
     attn2 = [type(p).__name__ for n, p in model.attn_processors.items() if ".attn2." in n]
     assert attn2 == ["WanAttnProcessor"] * 2

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# GPU checks on a lent machine that has torch + CUDA but none of our other dependencies:
+# installs the diffusers/transforms3d wheels carried in wheels/ (no network there), stubs
+# OpenCV (not needed on these paths), then runs the GPU benchmarks and a CPU/CUDA renderer
+# equality check. Results go to $OUT (or out/gpu).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/gpu}; mkdir -p "$OUT"
+SITE=$(mktemp -d)
+pip install -q --no-deps --target "$SITE" wheels/*.whl
+printf 'INTER_LINEAR = 1\nINTER_NEAREST = 0\nINTER_AREA = 3\n' > "$SITE/cv2.py"
+export PYTHONPATH="$PWD:$SITE"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python - <<'PY' 2>&1 | tee "$OUT/render_cuda.txt"
+import numpy as np, torch
+from egox_model.geometry.camera import Intrinsics
+from egox_model.geometry.pointcloud import PointCloud
+from egox_model.geometry.pose import look_at
+from egox_model.geometry.render import render_points
+g = torch.Generator().manual_seed(0)
+xyz = torch.rand(300_000, 3, generator=g) * torch.tensor([4.0, 4.0, 3.0]) - torch.tensor([2.0, 2.0, -1.0])
+cloud = PointCloud(xyz, torch.randint(0, 256, (300_000, 3), generator=g, dtype=torch.uint8),
+                   torch.full((300_000,), 0.01))
+K = Intrinsics(300.0, 300.0, 223.5, 223.5, 448, 448)
+c2w = np.stack([look_at([0.1 * i, 0.0, -0.5], [0.0, 0.0, 2.5], up=[0, -1, 0]) for i in range(49)])
+cpu = render_points(cloud, K, c2w)
+gpu = render_points(cloud, K, c2w, device="cuda")
+import time
+for _ in range(2):
+    torch.cuda.synchronize(); t = time.perf_counter()
+    render_points(cloud, K, c2w, device="cuda"); torch.cuda.synchronize()
+    ms = (time.perf_counter() - t) * 1e3 / 49
+same = all(torch.equal(a, b.cpu()) for a, b in zip((cpu.rgb, cpu.depth_m, cpu.mask), (gpu.rgb, gpu.depth_m, gpu.mask)))
+print({"cuda_equals_cpu": same, "render_ms_per_frame_cuda": round(ms, 3), "points": 300_000})
+PY
+for kernel in split chunked; do
+  timeout 150 python -c "
+import json
+from egox_model.bench.gga import GGABenchConfig, format_gga_bench, run_gga_bench
+r = run_gga_bench(GGABenchConfig(device='cuda', kernel='$kernel', repeats=5))
+print(format_gga_bench(r)); print(json.dumps(r))" 2>&1 | tee "$OUT/gga_$kernel.txt"
+done
+timeout 240 python -c "
+import json
+from egox_model.bench.step import StepBenchConfig, format_step_bench, run_step_bench
+r = run_step_bench(StepBenchConfig(device='cuda', kernel='split', repeats=2))
+print(format_step_bench(r)); print(json.dumps(r))" 2>&1 | tail -30 | tee "$OUT/step_split.txt"
