@@ -30,8 +30,13 @@ for _ in range(2):
     torch.cuda.synchronize(); t = time.perf_counter()
     render_points(cloud, K, c2w, device="cuda"); torch.cuda.synchronize()
     ms = (time.perf_counter() - t) * 1e3 / 49
-same = all(torch.equal(a, b.cpu()) for a, b in zip((cpu.rgb, cpu.depth_m, cpu.mask), (gpu.rgb, gpu.depth_m, gpu.mask)))
-print({"cuda_equals_cpu": same, "render_ms_per_frame_cuda": round(ms, 3), "points": 300_000})
+# Float rounding (FMA order) may move a point across a pixel edge: compare, don't demand bits.
+same_mask = (cpu.mask == gpu.mask.cpu()).float().mean().item()
+both = cpu.mask & gpu.mask.cpu()
+depth_rel = ((cpu.depth_m - gpu.depth_m.cpu()).abs() / cpu.depth_m.clamp_min(1e-6))[both]
+print({"mask_agreement": same_mask, "rgb_agreement": (cpu.rgb == gpu.rgb.cpu()).all(-1).float().mean().item(),
+       "depth_rel_p999": torch.quantile(depth_rel[::97].float(), 0.999).item(),
+       "render_ms_per_frame_cuda": round(ms, 3), "points": 300_000})
 PY
 for kernel in split chunked; do
   timeout 150 python -c "

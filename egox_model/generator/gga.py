@@ -26,9 +26,12 @@ Kernels (`GGAConfig.kernel`), all exact:
   exo keys by SDPA with the (ego x exo) bias, the two partial softmaxes merged exactly by
   their log-sum-exp. Only ego x exo pairs (a quarter of the default clip's) take the slower
   masked kernel, and the processor builds that bias once per clip, then reuses it in every
-  block and step (T * h * w_e * h * w_x entries: 367 MB in bf16 for the default clip).
-"chunked" is the default: on an H200 at 28,028 tokens, 40 x 128 heads, bf16 it took 1.52x
-plain SDPA (cuDNN) against 2.75x for "flex" and 2.23x for "dense" (`egox bench gga`).
+  block and step (T * h * w_e * h * w_x entries: 347 MiB in bf16 for the default clip).
+  Fastest on CPU (1.33x SDPA vs 2.0x for "chunked" at 4,312 tokens); on an H200 the
+  memory-efficient kernel it needs for a bias with log-sum-exp is slower than cuDNN: 1.99x.
+"chunked" is the default: on an H200 at 28,028 tokens, 40 x 128 heads, bf16 it took 1.43x
+plain SDPA (cuDNN) against 1.99x for "split", 2.75x for "flex" and 2.14x for "dense"
+(`egox bench gga`); a whole 40-block CFG step of the 14B model took 1.21x (`egox bench step`).
 """
 from __future__ import annotations
 
@@ -222,14 +225,20 @@ def _flex_ego(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, table
 
 
 def gga_exo_bias(tables: GGATables, config: GGAConfig, dtype: torch.dtype) -> torch.Tensor:
-    """(N_e, N_x) bias of every ego query against the exo keys (the "split" kernel's table)."""
+    """(N_e, N_x) bias of every ego query against the exo keys (the "split" kernel's table).
+
+    Rows are padded in memory to a multiple of 8 entries, as CUDA's memory-efficient
+    attention requires of a bias.
+    """
     exo = tables.exo_idx
-    per = tables.ego_per_frame
+    per, num_ego, num_exo = tables.ego_per_frame, tables.ego_idx.shape[0], exo.shape[0]
     strength = torch.tensor(config.strength, device=exo.device)
-    return torch.cat([_frame_bias(tables.q_dirs[first:first + per], tables.q_centers[first],
-                                  tables.k_points[exo], tables.k_valid[exo], strength,
-                                  config.form, dtype)
-                      for first in range(0, tables.ego_idx.shape[0], per)])
+    bias = torch.zeros(num_ego, -(-num_exo // 8) * 8, device=exo.device, dtype=dtype)
+    for first in range(0, num_ego, per):
+        bias[first:first + per, :num_exo] = _frame_bias(
+            tables.q_dirs[first:first + per], tables.q_centers[first], tables.k_points[exo],
+            tables.k_valid[exo], strength, config.form, dtype)
+    return bias[:, :num_exo]
 
 
 def _sdpa_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
