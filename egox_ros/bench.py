@@ -98,7 +98,7 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
     """Clip latency through the in-process node over DDS (see module docstring)."""
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
@@ -131,7 +131,9 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
 
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    # One thread: rclpy's MultiThreadedExecutor let the node fall 250-600 ms behind a 30 fps
+    # input on this 2-core machine (thread pool + GIL); the single-threaded one keeps up.
+    executor = SingleThreadedExecutor(context=context)
     nodes = []
     try:
         node = EgoxNode(config=config, generator=generator, context=context)

@@ -125,7 +125,7 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
     os.environ.setdefault("ROS_LOG_DIR", str(out_dir / "ros_log"))
 
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from egox_ros.node import EgoxNode
     from egox_ros.player import ScenePlayer
@@ -142,7 +142,9 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
     context = rclpy.Context()
     rclpy.init(context=context)
     nodes: list = []
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    # Single-threaded: keeps up with 30 fps where rclpy's MultiThreadedExecutor fell behind
+    # (docs/ros.md, benchmark); the node's worker thread runs the backend meanwhile.
+    executor = SingleThreadedExecutor(context=context)
     try:
         node = EgoxNode(config=config, generator=generator, context=context)
         recorder = BagRecorder(bag, INPUT_TOPICS + OUTPUT_TOPICS, context=context)

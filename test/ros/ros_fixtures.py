@@ -20,7 +20,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="egox-ros-log-"))
 
 import rclpy  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from egox_model.geometry.camera import Intrinsics  # noqa: E402
 from egox_model.geometry.pose import look_at  # noqa: E402
@@ -34,12 +34,12 @@ def unique_ns() -> str:
 
 
 class RosHarness:
-    """A private rclpy context with a spinning multi-threaded executor."""
+    """A private rclpy context with an executor spinning in a background thread."""
 
     def __init__(self) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes: list = []
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._started = False
