@@ -173,3 +173,48 @@ def test_convert_names_a_missing_topic(tmp_path):
     with pytest.raises(BagError, match="does not exist"):
         convert_bag(tmp_path / "nope", tmp_path / "ego2", demo_config(scene),
                     make_generator("prior"))
+
+
+def test_egox_record_cli_writes_an_mcap_bag(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from ros_fixtures import RosHarness, unique_ns, wait_until
+    from egox_ros.messages import RclpyFactory
+
+    ns = unique_ns()
+    topic = f"{ns}/exo/image_raw"
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.Popen([sys.executable, "-m", "egox_ros.cli", "record", "--out",
+                             str(tmp_path / "rec"), "--duration", "6", topic], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    harness = RosHarness()
+    try:
+        node = harness.add(rclpy.create_node("pub", context=harness.context))
+        pub = node.create_publisher(Image, topic,
+                                    QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        assert wait_until(lambda: pub.get_subscription_count() >= 1, 20), "recorder not up"
+        time.sleep(0.3)                      # let the recorder's side of the match settle
+        f = RclpyFactory()
+        for i in range(5):
+            pub.publish(f.image(np.full((4, 6, 3), i, np.uint8), "rgb8",
+                                f.header(1_000_000_000 + i, "cam")))
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        harness.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["messages"] == {topic: 5}
+    frames = _bag_frames(tmp_path / "rec", topic)
+    assert sorted(frames) == [1_000_000_000 + i for i in range(5)]
+    assert [int(frames[s][0, 0, 0]) for s in sorted(frames)] == list(range(5))
