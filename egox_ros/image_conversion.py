@@ -168,9 +168,9 @@ def numpy_to_image(pixels: np.ndarray, encoding: str, header: Any, *,
     pixels = np.asarray(pixels)
     expected = 2 if channels == 1 else 3
     if pixels.ndim != expected or (channels > 1 and pixels.shape[2] != channels):
+        want = "(H, W)" if channels == 1 else f"(H, W, {channels})"
         raise MessageError("size_mismatch",
-                           f"{encoding} needs an array of shape (H, W{', %d' % channels if channels > 1 else ''}),"
-                           f" got {pixels.shape}")
+                           f"{encoding} needs an array of shape {want}, got {pixels.shape}")
     if pixels.dtype != dtype:
         raise MessageError("size_mismatch",
                            f"{encoding} needs dtype {dtype}, got {pixels.dtype}")

@@ -37,9 +37,11 @@ class EgoxConfig:
     model_dir: str = _p("", "local model directory for diffusion backends ('' = none)")
     lora_path: str = _p("", "local LoRA weights file ('' = none)")
     # Inputs
-    image_transport: str = _p("raw", "exo image input: 'raw' (sensor_msgs/Image on exo/image_raw)"
-                                     " or 'compressed' (CompressedImage on exo/image_raw/compressed)")
-    depth_source: str = _p("topic", "'topic': exo/depth (16UC1 mm or 32FC1 m) from an RGB-D camera")
+    image_transport: str = _p("raw", "exo image input: 'raw' (sensor_msgs/Image on "
+                                     "exo/image_raw) or 'compressed' (CompressedImage on "
+                                     "exo/image_raw/compressed)")
+    depth_source: str = _p("topic", "'topic': exo/depth (16UC1 mm or 32FC1 m) from an RGB-D "
+                                    "camera")
     ego_pose_type: str = _p("pose", "ego/pose message type: 'pose' (PoseStamped) or 'odometry'")
     exo_pose_source: str = _p("parameter", "'parameter' (static exo_pose) or 'topic' (exo/pose)")
     exo_pose: list = _p(IDENTITY_POSE, "static exo camera pose in the world frame, optical "

@@ -111,9 +111,9 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
 
     `depth_m` (F, H, W) replaces the scene's depth on exo/depth (e.g. the fused estimate the
     file demo used); with `reference` (the file demo's ego frames) the bag's ego frames are
-    compared with them (`ros_vs_file_max_abs_diff`). Returns the report additions `ego_messages`, `stamps_match`,
-    `latency_ms` (mean over clips: last exo frame received -> first ego frame published)
-    and a `ros` section with the node's counters.
+    compared with them (`ros_vs_file_max_abs_diff`). Returns the report additions
+    `ego_messages`, `stamps_match`, `latency_ms` (mean over clips: last exo message received
+    -> first ego frame published) and a `ros` section with the node's counters.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -233,8 +233,9 @@ def test_every_bad_input_is_counted_and_survived(harness):
 def test_shutdown_with_full_queue_returns_quickly(harness):
     ns, scene = unique_ns(), tiny_scene(frames=5)
     gated = GatedPrior()
-    node, _ = start(harness, ns, tiny_config(queue_size=2, subscription_qos="reliable",
-                                                     subscription_depth=200, max_wait_s=10.0), gated)
+    config = tiny_config(queue_size=2, subscription_qos="reliable", subscription_depth=200,
+                         max_wait_s=10.0)
+    node, _ = start(harness, ns, config, gated)
     player = harness.add(ScenePlayer(scene, namespace=ns, context=harness.context, rate=0))
     assert player.wait_for_subscribers(1, topics=ALL_INPUTS)
     for burst in range(4):
