@@ -43,13 +43,13 @@ class PointCloud:
 class LiftConfig:
     """Which pixels become points.
 
-    frame_stride: lift frames 0, s, 2s, ...
+    frame_stride: lift frames 0, s, 2s, ... (4: one per latent frame of Wan's VAE).
     merge_static_camera: when the exo camera does not move, lift one static background
         (per-pixel mean of the static depth and colour over the lifted frames, as the
         official release does) instead of one copy of the scene per frame.
     """
 
-    frame_stride: int = 1
+    frame_stride: int = 4
     merge_static_camera: bool = True
     static_camera_tol_m: float = 1e-3
     min_depth_m: float = 0.05

@@ -21,7 +21,12 @@ from egox_model.geometry.pointcloud import PointCloud
 
 __all__ = ["RenderConfig", "RenderResult", "render_points"]
 
-_EMPTY = torch.iinfo(torch.int64).max
+_INF_BITS = 0x7F800000          # float32 +inf: above every finite depth's bit pattern
+
+
+def _empty_key(num_points: int) -> int:
+    """Key of a pixel no point reached: depth +inf, point index `num_points` (a sentinel)."""
+    return (_INF_BITS << 32) | num_points
 
 
 @dataclass(frozen=True)
@@ -54,18 +59,19 @@ class RenderResult:
     mask: torch.Tensor
 
 
-def _chunk_corners(xyz: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points padded to whole chunks (C, chunk, 3; padding NaN) and the 8 bounding-box
-    corners (C, 8, 3) of each chunk. Lifted points come ordered by image tile, so
-    consecutive points are neighbours and chunk boxes are tight."""
-    pad = (-len(xyz)) % chunk
+def _chunk_corners(xyz: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points as coordinate planes of whole chunks plus one all-padding chunk at the end
+    (3, C + 1, chunk; padding NaN) and the 8 bounding-box corners (C, 8, 3) of each real
+    chunk. Lifted points come ordered by image tile, so consecutive points are neighbours
+    and chunk boxes are tight."""
+    pad = (-len(xyz)) % chunk + chunk
     padded = torch.cat((xyz, xyz.new_full((pad, 3), torch.nan))).view(-1, chunk, 3)
-    low = padded.nan_to_num(torch.inf).amin(dim=1)
-    high = padded.nan_to_num(-torch.inf).amax(dim=1)
+    low = padded[:-1].nan_to_num(torch.inf).amin(dim=1)
+    high = padded[:-1].nan_to_num(-torch.inf).amax(dim=1)
     pick = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)],
                         dtype=torch.bool, device=xyz.device)
     corners = torch.where(pick, high[:, None], low[:, None])          # (C, 8, 3)
-    return padded, corners
+    return padded.permute(2, 0, 1).contiguous(), corners
 
 
 def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
@@ -75,12 +81,13 @@ def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]
     return [(rows >> level, cols >> level) for level in range(levels + 1)]
 
 
-def _rasterize(cloud: PointCloud, K: Intrinsics, w2c: torch.Tensor, levels: int,
-               chunk: int = 256) -> list[torch.Tensor]:
-    """Packed z-buffers, one (V, rows_l, cols_l) int64 per level l (_EMPTY = no point).
+def _rasterize(cloud: PointCloud, chunks: tuple[torch.Tensor, torch.Tensor], K: Intrinsics,
+               w2c: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Packed z-buffers, one (V, rows_l, cols_l) int64 per level l (`_empty_key` = none).
 
     Per view, chunks whose bounding box lies entirely outside the view frustum are culled
-    before any per-point work (an ego camera typically sees a third of the exo points).
+    before any per-point work (an ego camera typically sees a third of the exo points); the
+    views' remaining chunks are then processed together, in one pass of batched ops.
     """
     num_views, height, width = w2c.shape[0], K.height, K.width
     shapes = _level_shapes(height, width, levels if cloud.spacing_m is not None else 0)
@@ -89,59 +96,80 @@ def _rasterize(cloud: PointCloud, K: Intrinsics, w2c: torch.Tensor, levels: int,
     level_cols = torch.tensor([cols for _, cols in shapes], device=w2c.device)
     K_t = torch.as_tensor(K.K, dtype=w2c.dtype, device=w2c.device)
     P = K_t @ w2c[:, :3, :]                                               # (V, 3, 4)
-    points, corners = _chunk_corners(cloud.xyz, chunk)
+    points, corners = chunks
+    chunk = points.shape[2]
     # Homogeneous pixel coordinates of every box corner in every view: (V, C, 8, 3).
     c = torch.einsum("vij,ckj->vcki", P[:, :, :3], corners) + P[:, None, None, :, 3]
     x, y, z = c.unbind(-1)
     culled = ((z <= 0).all(-1) | (x < -0.5 * z).all(-1) | (x >= (width - 0.5) * z).all(-1)
               | (y < -0.5 * z).all(-1) | (y >= (height - 0.5) * z).all(-1))
-    zbuf = torch.full((num_views, sum(sizes)), _EMPTY, dtype=torch.int64, device=w2c.device)
-    for view in range(num_views):
-        visible = (~culled[view]).nonzero()[:, 0]
-        if len(visible) == 0:
-            continue
-        uvz = torch.addmm(P[view, :, 3], points[visible].view(-1, 3), P[view, :, :3].T)
-        zv = uvz[:, 2]
-        u = uvz[:, 0] / zv
-        v = uvz[:, 1] / zv
-        inside = ((zv > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5)
-                  & (v < height - 0.5)).nonzero()[:, 0]
-        zv, u, v = zv[inside], u[inside], v[inside]
-        # Non-negative after the test above, so truncation rounds to the nearest pixel.
-        col, row = (u + 0.5).long(), (v + 0.5).long()
-        index = visible[inside // chunk] * chunk + inside % chunk
-        key = (zv.view(torch.int32).long() << 32) | index             # z > 0: bits ordered
-        linear = row * shapes[0][1] + col
-        if len(shapes) > 1:
-            footprint_px = cloud.spacing_m[index] * (K.fx / zv)
-            level = torch.ceil(torch.log2(footprint_px.clamp_min(1.0))).long()
-            level = level.clamp_max(len(shapes) - 1)
-            splat = (level > 0).nonzero()[:, 0]
-            lv = level[splat]
-            coarse = starts[lv] + (row[splat] >> lv) * level_cols[lv] + (col[splat] >> lv)
-            linear, key = torch.cat((linear, coarse)), torch.cat((key, key[splat]))
-        zbuf[view].scatter_reduce_(0, linear, key, "amin")
+    zbuf = torch.full((num_views, sum(sizes)), _empty_key(len(cloud)), dtype=torch.int64,
+                      device=w2c.device)
+    # The visible chunks of every view side by side, padded with the all-NaN last chunk.
+    visible = ~culled
+    counts = visible.sum(1)
+    slots = int(counts.max())
+    if slots == 0:
+        return [part.view(num_views, *shape) for part, shape in
+                zip(zbuf.split(sizes, dim=1), shapes)]
+    first = torch.argsort((~visible).byte(), dim=1, stable=True)[:, :slots]
+    ids = torch.where(torch.arange(slots, device=w2c.device) < counts[:, None], first,
+                      points.shape[1] - 1)                                 # (V, slots)
+    xyz = points[:, ids].view(3, num_views, -1).transpose(0, 1)             # (V, 3, M)
+    uvz = torch.baddbmm(P[:, :, 3:], P[:, :, :3], xyz)                     # (V, 3, M)
+    x, y, z = uvz.unbind(1)
+    inv_z = z.reciprocal()
+    u, v = x * inv_z, y * inv_z
+    inside = ((z > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5)
+              & (v < height - 0.5)).view(-1).nonzero()[:, 0]                 # NaN: False
+    per_view = uvz.shape[2]
+    view, slot = inside // per_view, inside % per_view
+    x, y, zv = (t.reshape(-1)[inside] for t in (x, y, z))
+    inv_z = zv.reciprocal()
+    # Non-negative after the test above, so truncation rounds to the nearest pixel.
+    col, row = (x * inv_z + 0.5).long(), (y * inv_z + 0.5).long()
+    index = ids.view(-1)[view * slots + slot // chunk] * chunk + slot % chunk
+    key = (zv.view(torch.int32).long() << 32) | index                      # z > 0: ordered
+    flat = zbuf.view(-1)
+    base = view * zbuf.shape[1]
+    flat.scatter_reduce_(0, base + row * shapes[0][1] + col, key, "amin")
+    if len(shapes) > 1:
+        footprint_px = cloud.spacing_m[index] * (K.fx / zv)
+        level = torch.ceil(torch.log2(footprint_px.clamp_min(1.0))).long()
+        level = level.clamp_max(len(shapes) - 1)
+        splat = (level > 0).nonzero()[:, 0]
+        lv = level[splat]
+        coarse = base[splat] + starts[lv] + (row[splat] >> lv) * level_cols[lv] \
+            + (col[splat] >> lv)
+        flat.scatter_reduce_(0, coarse, key[splat], "amin")
     return [part.view(num_views, *shape) for part, shape in
             zip(zbuf.split(sizes, dim=1), shapes)]
 
 
-def _key_depth(key: torch.Tensor) -> torch.Tensor:
-    """Depth (float32 metres, inf where empty) of packed z-buffer keys."""
-    return torch.where(key == _EMPTY, torch.inf, (key >> 32).int().view(torch.float32))
-
-
 def _compose(levels: list[torch.Tensor], tolerance: float) -> torch.Tensor:
     """Level-0 z-buffer where each coarse splat covers the pixels of its block that are
-    empty or lie behind it by more than tolerance x block size."""
+    empty or lie behind it by more than tolerance x block size.
+
+    Positive float32 bit patterns sort like the floats, so "behind" is one integer compare
+    of the fine keys against the coarse threshold's key (empty coarse blocks: +inf, never).
+    """
     fine = levels[0]
     num_views, rows, cols = fine.shape
     for level in range(1, len(levels)):
         k = 2**level
-        coarse = levels[level][:, :, None, :, None]                     # (V, h, 1, w, 1)
-        blocks = fine.view(num_views, rows // k, k, cols // k, k)
-        behind = _key_depth(blocks) > _key_depth(coarse) * (1.0 + tolerance * k)
-        fine = torch.where(behind, coarse, blocks).view(num_views, rows, cols)
+        coarse = levels[level]
+        limit = (coarse >> 32).int().view(torch.float32) * (1.0 + tolerance * k)
+        limit_key = (limit.view(torch.int32).long() << 32) | 0xFFFFFFFF
+        fine = torch.where(fine > _upsample(limit_key, k), _upsample(coarse, k), fine)
     return fine
+
+
+def _upsample(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """Nearest-neighbour k-times upsampling of (V, h, w) to a contiguous (V, h*k, w*k)
+    (faster for the following elementwise op than broadcasting through a 5-d view)."""
+    num_views, h, w = grid.shape
+    return grid[:, :, None, :, None].expand(num_views, h, k, w, k).reshape(num_views, h * k,
+                                                                          w * k)
 
 
 def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tensor,
@@ -156,16 +184,21 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
         raise InputError(f"point cloud too large ({len(cloud)} points): use a frame_stride")
     w2c = torch.linalg.inv(c2w).to(device=device, dtype=torch.float32)
     cloud = cloud.to(device)
-    results = []
+    # Colours packed as one int32 per point (and a black sentinel): a 1-d gather per pixel.
+    rgb32 = torch.cat((cloud.rgb, cloud.rgb.new_zeros(len(cloud), 1)), 1).view(torch.int32)
+    palette = torch.cat((rgb32[:, 0], rgb32.new_zeros(1)))
+    chunks = _chunk_corners(cloud.xyz)
+    shape = (w2c.shape[0], K.height, K.width)
+    out = RenderResult(torch.empty(*shape, 3, dtype=torch.uint8, device=device),
+                       torch.empty(shape, device=device),
+                       torch.empty(shape, dtype=torch.bool, device=device))
     for start in range(0, w2c.shape[0], config.views_per_batch):
-        levels = _rasterize(cloud, K, w2c[start:start + config.views_per_batch],
-                            config.max_splat_level)
+        stop = min(start + config.views_per_batch, w2c.shape[0])
+        levels = _rasterize(cloud, chunks, K, w2c[start:stop], config.max_splat_level)
         zbuf = _compose(levels, config.depth_tolerance)[:, :K.height, :K.width]
-        covered = zbuf != _EMPTY
-        index = torch.where(covered, zbuf & 0xFFFFFFFF, 0)
-        depth = torch.where(covered, (zbuf >> 32).int().view(torch.float32), 0.0)
-        rgb = cloud.rgb[index] if len(cloud) else torch.zeros(
-            index.shape + (3,), dtype=torch.uint8, device=device)
-        results.append((torch.where(covered[..., None], rgb, 0), depth, covered))
-    rgb, depth, mask = (torch.cat(parts) for parts in zip(*results))
-    return RenderResult(rgb, depth, mask)
+        depth = (zbuf >> 32).int().view(torch.float32)
+        torch.lt(depth, torch.inf, out=out.mask[start:stop])
+        out.depth_m[start:stop] = depth.nan_to_num(posinf=0.0)           # inf: uncovered
+        rgba = palette[zbuf & 0xFFFFFFFF].view(torch.uint8).view(*zbuf.shape, 4)
+        out.rgb[start:stop] = rgba[..., :3]
+    return out
