@@ -21,15 +21,13 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from egox_model.bench import TOKENS_PER_FRAME, random_token_geometry, require_device
 from egox_model.errors import InputError
 from egox_model.generator.gga import (GGAConfig, GGAKernel, GGATables, gga_attention,
                                       gga_exo_bias, gga_tables)
-from egox_model.geometry.tokens import TokenGeometry
 
 __all__ = ["GGABenchConfig", "run_gga_bench", "format_gga_bench"]
 
-ROWS, EXO_COLS, EGO_COLS = 28, 49, 28          # token grid of one latent frame
-TOKENS_PER_FRAME = ROWS * (EXO_COLS + EGO_COLS)  # 2,156; 13 frames = 28,028
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,7 @@ class GGABenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise InputError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+        require_device(self.device)
         if self.kernel == "dense":
             raise InputError("kernel must be an efficient kernel ('chunked', 'flex' or 'split'); "
                              "'dense' is always run as the reference")
@@ -74,16 +69,6 @@ class GGABenchConfig:
         """Latent frames T."""
         default = 2 if self.device == "cpu" else 13
         return default if self.tokens is None else max(1, round(self.tokens / TOKENS_PER_FRAME))
-
-
-def _random_geometry(frames: int, generator: torch.Generator) -> TokenGeometry:
-    """Pooled-looking ego rays, a drifting ego centre and exo points with 5 % invalid."""
-    dirs = F.normalize(torch.randn(frames, ROWS, EGO_COLS, 3, generator=generator), dim=-1)
-    centers = torch.cumsum(0.05 * torch.randn(frames, 3, generator=generator), 0)
-    points = 3.0 * torch.randn(frames, ROWS, EXO_COLS, 3, generator=generator)
-    invalid = torch.rand(frames, ROWS, EXO_COLS, generator=generator) < 0.05
-    points[invalid] = torch.nan
-    return TokenGeometry(ego_dirs=0.98 * dirs, ego_centers=centers, exo_points=points)
 
 
 class _PeakMemory:
@@ -159,7 +144,7 @@ def run_gga_bench(config: GGABenchConfig) -> dict[str, float | int | str]:
     head_dim = config.head_dim or (64 if cpu else 128)
     dtype = torch.float32 if cpu else torch.bfloat16
     generator = torch.Generator().manual_seed(config.seed)
-    tables: GGATables = gga_tables(_random_geometry(config.frames, generator), config.device)
+    tables: GGATables = gga_tables(random_token_geometry(config.frames, generator), config.device)
     n = tables.num_tokens
     query, key, value = (torch.randn(1, heads, n, head_dim, generator=generator)
                          .to(config.device, dtype) for _ in range(3))

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
+from egox_model.bench import EGO_COLS, EXO_COLS, ROWS, random_token_geometry, require_device
 from egox_model.errors import InputError
 from egox_model.generator.gga import GGAAttnProcessor, GGAConfig, GGAKernel
 from egox_model.generator.wan.pipeline import install_attn1_processor
-from egox_model.geometry.tokens import TokenGeometry
 
 __all__ = ["WAN_14B_I2V", "StepBenchConfig", "format_step_bench", "random_transformer",
            "run_step_bench"]
@@ -31,7 +30,6 @@ WAN_14B_I2V = dict(
     cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280,
     added_kv_proj_dim=5120, rope_max_seq_len=1024,
 )
-ROWS, EXO_COLS, EGO_COLS = 28, 49, 28   # token grid per latent frame (448 x (784 | 448))
 TEXT_TOKENS, IMAGE_TOKENS = 512, 257
 
 
@@ -47,10 +45,7 @@ class StepBenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise InputError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InputError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+        require_device(self.device)
         for name in ("layers", "frames", "repeats"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -96,13 +91,6 @@ def random_transformer(num_layers: int, device: str, dtype: torch.dtype = torch.
     return model.eval().requires_grad_(False)
 
 
-def _random_geometry(frames: int, generator: torch.Generator) -> TokenGeometry:
-    dirs = F.normalize(torch.randn(frames, ROWS, EGO_COLS, 3, generator=generator), dim=-1)
-    centers = 0.1 * torch.randn(frames, 3, generator=generator)
-    points = 3.0 * torch.randn(frames, ROWS, EXO_COLS, 3, generator=generator)
-    return TokenGeometry(ego_dirs=dirs, ego_centers=centers, exo_points=points)
-
-
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -123,7 +111,7 @@ def run_step_bench(config: StepBenchConfig) -> dict:
     hidden, text, image = (x.to(device, dtype) for x in (hidden, text, image))
     timestep = torch.tensor([900.0], device=device)
     gga = GGAAttnProcessor(GGAConfig(strength=3.0, kernel=config.kernel))
-    gga.set_geometry(_random_geometry(frames, gen).to(device))
+    gga.set_geometry(random_token_geometry(frames, gen).to(device))
 
     def step() -> None:
         with torch.no_grad():

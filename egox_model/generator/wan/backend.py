@@ -92,10 +92,8 @@ class WanGenerator(Generator):
             with stage_timer(timings, "token_geometry", num_frames):
                 geometry = token_geometry(clip.exo_K, clip.exo_c2w, prior.exo_depth_m,
                                           clip.ego_K, clip.ego_c2w)
-        step_end = None
-        if callback is not None:
-            def step_end(pipe, i, t, tensors):
-                callback(i, cfg.num_inference_steps)
+        step_end = None if callback is None else (
+            lambda pipe, i, t, tensors: callback(i, cfg.num_inference_steps))
         with stage_timer(timings, "diffusion", num_frames):
             out = self.pipe(clip.exo_rgb, prior.rgb, clip.prompt, cfg.negative_prompt,
                             num_inference_steps=cfg.num_inference_steps,

@@ -91,6 +91,13 @@ class EgoXWanPipeline(DiffusionPipeline):
             raise InputError(f"prior_frames has {len(prior_frames)} frames but exo_frames has "
                              f"{len(exo_frames)}; render one prior frame per exo frame")
         check_clip_shapes(len(exo_frames), exo_frames.shape[1:3], prior_frames.shape[1:3])
+        rope_len = self.transformer.config.rope_max_seq_len
+        height, width = exo_frames.shape[1], exo_frames.shape[2] + prior_frames.shape[2]
+        patches = max(height, width) // PIXELS_PER_TOKEN
+        if patches > rope_len:
+            raise InputError(f"exo | ego frames are {height}x{width} (HxW): {patches} patches "
+                             f"along one axis, but the transformer's rope_max_seq_len is "
+                             f"{rope_len}; use smaller frames or a model with longer RoPE")
         if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
             raise InputError(f"prompt and negative_prompt must be str, got "
                              f"{type(prompt).__name__} and {type(negative_prompt).__name__}")

@@ -16,7 +16,7 @@ TINY_TRANSFORMER = dict(
     patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=36,
     out_channels=16, text_dim=24, freq_dim=32, ffn_dim=64, num_layers=2, cross_attn_norm=True,
     qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=20, added_kv_proj_dim=32,
-    rope_max_seq_len=64,
+    rope_max_seq_len=1024,             # as Wan 2.1: any clip size fits
 )
 _WORDS = ("a person picks up the cup from table robot arm moves view egocentric kitchen "
           "hand red blue green box").split()
