@@ -109,10 +109,9 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
 
     scene = render_scene(SceneConfig(seed=seed, num_frames=frames, exo_size=exo_size,
                                      ego_size=ego_size))
-    # Reliable, deep subscriptions: a benchmark must not lose a frame to best effort on a
-    # loaded machine (the default sensor-data QoS would drop it and the clip with it).
-    config = demo_config(scene, backend=backend, subscription_qos="reliable",
-                         subscription_depth=2 * frames)
+    # Default QoS (best_available -> reliable from this player), a clip deep: a benchmark
+    # must not lose a frame on a loaded machine.
+    config = demo_config(scene, backend=backend, subscription_depth=2 * frames)
     generator = make_backend(config)
     period = int(round(1e9 / scene.fps))
     # Clips one after another (each played once the previous one is out), stamps moving on;

@@ -89,12 +89,14 @@ class EgoxNode(Node):
                 CameraInfo, "~/ego_prior/camera_info", pub_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        # 2. Subscriptions: sensor-data QoS (best effort also matches reliable publishers).
+        # 2. Subscriptions: BEST_AVAILABLE matches best-effort and reliable publishers alike
+        # (the point of REP 2003's sensor-data QoS) but is reliable where the publisher is:
+        # best effort lost over half of the 1 MB frames between processes (docs/ros.md).
+        reliability = {"best_available": ReliabilityPolicy.BEST_AVAILABLE,
+                       "sensor_data": ReliabilityPolicy.BEST_EFFORT,
+                       "reliable": ReliabilityPolicy.RELIABLE}[cfg.subscription_qos]
         sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.subscription_depth,
-                             reliability=(ReliabilityPolicy.BEST_EFFORT
-                                          if cfg.subscription_qos == "sensor_data"
-                                          else ReliabilityPolicy.RELIABLE),
-                             durability=DurabilityPolicy.VOLATILE)
+                             reliability=reliability, durability=DurabilityPolicy.VOLATILE)
         p = self.pipeline
         image_type = Image if cfg.image_transport == "raw" else CompressedImage
         self.create_subscription(image_type, cfg.exo_topic, self._cb(p.on_exo_image), sub_qos)

@@ -66,12 +66,16 @@ class EgoxConfig:
     fps: float = _p(30.0, "generator frame rate; faster sources are decimated")
     max_gap_s: float = _p(0.0, "largest stamp gap inside a clip (0 = 3 frame periods)")
     stamp_tolerance_s: float = _p(0.015, "approximate-time tolerance when matching to exo stamps")
-    max_wait_s: float = _p(1.0, "how long an exo frame waits for its poses/depth (stamp time)")
+    max_wait_s: float = _p(3.0, "how long an exo frame waits for its poses/depth (stamp time; "
+                                "reliable repairs between processes can take seconds)")
     queue_size: int = _p(2, "complete clips waiting for the worker")
     overflow_policy: str = _p("drop_oldest", "full queue: 'drop_oldest' or 'drop_newest'")
     # QoS and diagnostics
-    subscription_qos: str = _p("sensor_data", "'sensor_data' (best effort, REP 2003) or 'reliable'")
-    subscription_depth: int = _p(10, "KEEP_LAST depth of the input subscriptions (raise it for "
+    subscription_qos: str = _p("best_available", "'best_available' (matches any publisher like "
+                                                 "REP 2003's sensor-data QoS, reliable when the "
+                                                 "publisher is), 'sensor_data' (best effort) or "
+                                                 "'reliable'")
+    subscription_depth: int = _p(60, "KEEP_LAST depth of the input subscriptions (raise it for "
                                       "bursty inputs, e.g. bag playback faster than real time)")
     publisher_depth: int = _p(100, "KEEP_LAST depth of the reliable publishers (>= clip_length "
                                    "so a whole clip survives a slow subscriber)")
@@ -83,7 +87,7 @@ class EgoxConfig:
                    "ego_pose_type": ("pose", "odometry"),
                    "exo_pose_source": ("parameter", "topic"),
                    "overflow_policy": OVERFLOW_POLICIES,
-                   "subscription_qos": ("sensor_data", "reliable")}
+                   "subscription_qos": ("best_available", "sensor_data", "reliable")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"parameter {name}={getattr(self, name)!r} is invalid; use one "

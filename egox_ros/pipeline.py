@@ -35,8 +35,6 @@ BadInputHook = Callable[[str, str, bool], None]   # (cause, message, first time 
 class ExoPipeline:
     """Turns exo/ego messages into complete `Clip`s according to an `EgoxConfig`."""
 
-    #: images held while waiting for the first CameraInfo
-    MAX_HELD_BEFORE_INFO = 16
 
     def __init__(self, config: EgoxConfig, on_bad_input: BadInputHook | None = None) -> None:
         self.config = config
@@ -65,6 +63,9 @@ class ExoPipeline:
         self.exo_K: Intrinsics | None = None      # of the frames in clips (rectified, resized)
         self._camera_key: tuple | None = None
         self.frames_in = 0
+        # Images (exo, depth, mask) held until the first CameraInfo: a clip's worth, since
+        # between processes a lost CameraInfo can take a second or two to be repaired.
+        self.max_held_before_info = max(16, 3 * config.clip_length)
         self._clip_arrays: dict[str, np.ndarray] | None = None
         self._carry: dict[str, np.ndarray] | None = None
         self._before_info: deque[tuple[Callable[[Any], list[Clip]], Any]] = deque()
@@ -133,7 +134,7 @@ class ExoPipeline:
         if self.camera is not None:
             return handler(msg)
         self._before_info.append((handler, msg))
-        if len(self._before_info) > self.MAX_HELD_BEFORE_INFO:
+        if len(self._before_info) > self.max_held_before_info:
             self._before_info.popleft()
             raise MessageError("missing_camera_info",
                                "no exo CameraInfo received yet: images are dropped until one "
@@ -202,7 +203,14 @@ class ExoPipeline:
     def _to_clips(self, frames: list[MatchedFrame]) -> list[Clip]:
         clips = []
         for frame in frames:
+            gaps = self.buffer.counters["gap_reset"]
             done = self.buffer.push(frame.stamp_ns, frame)
+            if self.buffer.counters["gap_reset"] > gaps:
+                self.report("frame_gap",
+                            f"exo frames missing before stamp {frame.stamp_ns} ns: the partial "
+                            "clip was restarted (lossy transport? with large images use "
+                            "subscription_qos 'best_available' or 'reliable' and a deeper "
+                            "subscription_depth)")
             if self.buffer.last_index is None:
                 continue                                  # resampled away
             self._store(self.buffer.last_index, frame)

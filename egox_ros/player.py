@@ -129,6 +129,7 @@ def main(args: list[str] | None = None) -> None:
         probe = rclpy.create_node("egox_player_params")
         seed = probe.declare_parameter("seed", 0).value
         loop = probe.declare_parameter("loop", True).value
+        linger = float(probe.declare_parameter("linger_s", 5.0).value)
         probe.destroy_node()
         scene = render_scene(SceneConfig(seed=int(seed)))
         node = ScenePlayer(scene)
@@ -138,6 +139,9 @@ def main(args: list[str] | None = None) -> None:
         while rclpy.ok():
             node.play(stop)
             if not loop:
+                # Stay a moment: reliable subscribers may still be repairing lost samples,
+                # which needs the publisher alive.
+                stop.wait(linger)
                 break
             # Restart stamps after the last one so consumers see time moving forward.
             span = int(scene.stamps_ns[-1] - scene.stamps_ns[0]) + int(1e9 / scene.fps)
