@@ -59,19 +59,22 @@ class RenderResult:
     mask: torch.Tensor
 
 
-def _chunk_corners(xyz: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points as coordinate planes of whole chunks plus one all-padding chunk at the end
-    (3, C + 1, chunk; padding NaN) and the 8 bounding-box corners (C, 8, 3) of each real
-    chunk. Lifted points come ordered by image tile, so consecutive points are neighbours
-    and chunk boxes are tight."""
+def _chunk_corners(cloud: PointCloud, chunk: int = 256) -> tuple[torch.Tensor, ...]:
+    """The cloud in whole chunks plus one all-padding chunk at the end: coordinate planes
+    (3, C + 1, chunk; padding NaN), spacing (C + 1, chunk; None without spacing), and the 8
+    bounding-box corners (C, 8, 3) of each real chunk. Lifted points come ordered by image
+    tile, so consecutive points are neighbours and chunk boxes are tight."""
+    xyz = cloud.xyz
     pad = (-len(xyz)) % chunk + chunk
     padded = torch.cat((xyz, xyz.new_full((pad, 3), torch.nan))).view(-1, chunk, 3)
+    spacing = None if cloud.spacing_m is None else torch.cat(
+        (cloud.spacing_m, cloud.spacing_m.new_zeros(pad))).view(-1, chunk)
     low = padded[:-1].nan_to_num(torch.inf).amin(dim=1)
     high = padded[:-1].nan_to_num(-torch.inf).amax(dim=1)
     pick = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)],
                         dtype=torch.bool, device=xyz.device)
     corners = torch.where(pick, high[:, None], low[:, None])          # (C, 8, 3)
-    return padded.permute(2, 0, 1).contiguous(), corners
+    return padded.permute(2, 0, 1).contiguous(), spacing, corners
 
 
 def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
@@ -81,7 +84,7 @@ def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]
     return [(rows >> level, cols >> level) for level in range(levels + 1)]
 
 
-def _rasterize(cloud: PointCloud, chunks: tuple[torch.Tensor, torch.Tensor], K: Intrinsics,
+def _rasterize(cloud: PointCloud, chunks: tuple[torch.Tensor, ...], K: Intrinsics,
                w2c: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """Packed z-buffers, one (V, rows_l, cols_l) int64 per level l (`_empty_key` = none).
 
@@ -96,54 +99,54 @@ def _rasterize(cloud: PointCloud, chunks: tuple[torch.Tensor, torch.Tensor], K: 
     level_cols = torch.tensor([cols for _, cols in shapes], device=w2c.device)
     K_t = torch.as_tensor(K.K, dtype=w2c.dtype, device=w2c.device)
     P = K_t @ w2c[:, :3, :]                                               # (V, 3, 4)
-    points, corners = chunks
+    points, spacing, corners = chunks
     chunk = points.shape[2]
     # Homogeneous pixel coordinates of every box corner in every view: (V, C, 8, 3).
     c = torch.einsum("vij,ckj->vcki", P[:, :, :3], corners) + P[:, None, None, :, 3]
     x, y, z = c.unbind(-1)
     culled = ((z <= 0).all(-1) | (x < -0.5 * z).all(-1) | (x >= (width - 0.5) * z).all(-1)
               | (y < -0.5 * z).all(-1) | (y >= (height - 0.5) * z).all(-1))
-    zbuf = torch.full((num_views, sum(sizes)), _empty_key(len(cloud)), dtype=torch.int64,
-                      device=w2c.device)
+    zbuf = torch.full((num_views, sum(sizes) + 1), _empty_key(len(cloud)), dtype=torch.int64,
+                      device=w2c.device)                       # + 1: a dump slot per view
     # The visible chunks of every view side by side, padded with the all-NaN last chunk.
     visible = ~culled
     counts = visible.sum(1)
     slots = int(counts.max())
     if slots == 0:
         return [part.view(num_views, *shape) for part, shape in
-                zip(zbuf.split(sizes, dim=1), shapes)]
+                zip(zbuf[:, :-1].split(sizes, dim=1), shapes)]
     first = torch.argsort((~visible).byte(), dim=1, stable=True)[:, :slots]
     ids = torch.where(torch.arange(slots, device=w2c.device) < counts[:, None], first,
                       points.shape[1] - 1)                                 # (V, slots)
     xyz = points[:, ids].view(3, num_views, -1).transpose(0, 1)             # (V, 3, M)
     uvz = torch.baddbmm(P[:, :, 3:], P[:, :, :3], xyz)                     # (V, 3, M)
-    x, y, z = uvz.unbind(1)
+    x, y, z = uvz.unbind(1)                                                 # (V, M) each
     inv_z = z.reciprocal()
     u, v = x * inv_z, y * inv_z
     inside = ((z > 0) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5)
-              & (v < height - 0.5)).view(-1).nonzero()[:, 0]                 # NaN: False
-    per_view = uvz.shape[2]
-    view, slot = inside // per_view, inside % per_view
-    x, y, zv = (t.reshape(-1)[inside] for t in (x, y, z))
-    inv_z = zv.reciprocal()
-    # Non-negative after the test above, so truncation rounds to the nearest pixel.
-    col, row = (x * inv_z + 0.5).long(), (y * inv_z + 0.5).long()
-    index = ids.view(-1)[view * slots + slot // chunk] * chunk + slot % chunk
-    key = (zv.view(torch.int32).long() << 32) | index                      # z > 0: ordered
+              & (v < height - 0.5))                                         # NaN: False
+    # Truncation rounds to the nearest pixel where inside; the rest goes to the dump slot.
+    col, row = (u + 0.5).int(), (v + 0.5).int()
+    dump = zbuf.shape[1] - 1
+    offsets = torch.arange(num_views, device=w2c.device)[:, None] * zbuf.shape[1]
+    lane = torch.arange(chunk, device=w2c.device)
+    index = (ids[:, :, None] * chunk + lane).view(num_views, -1)
+    key = ((z.view(torch.int32).long() << 32) | index).view(-1)              # z > 0: ordered
     flat = zbuf.view(-1)
-    base = view * zbuf.shape[1]
-    flat.scatter_reduce_(0, base + row * shapes[0][1] + col, key, "amin")
+    pixel = torch.where(inside, row * shapes[0][1] + col, dump)
+    flat.scatter_reduce_(0, (pixel + offsets).view(-1), key, "amin")
     if len(shapes) > 1:
-        footprint_px = cloud.spacing_m[index] * (K.fx / zv)
-        level = torch.ceil(torch.log2(footprint_px.clamp_min(1.0))).long()
+        # Splats are drawn for the points whose footprint exceeds a pixel, about a third.
+        footprint_px = spacing[ids].view(num_views, -1) * (K.fx * inv_z)
+        splat = (inside & (footprint_px > 1.0)).view(-1).nonzero()[:, 0]
+        level = torch.ceil(torch.log2(footprint_px.view(-1)[splat])).long()
         level = level.clamp_max(len(shapes) - 1)
-        splat = (level > 0).nonzero()[:, 0]
-        lv = level[splat]
-        coarse = base[splat] + starts[lv] + (row[splat] >> lv) * level_cols[lv] \
-            + (col[splat] >> lv)
+        coarse = ((splat // pixel.shape[1]) * zbuf.shape[1] + starts[level]
+                  + (row.view(-1)[splat] >> level) * level_cols[level]
+                  + (col.view(-1)[splat] >> level))
         flat.scatter_reduce_(0, coarse, key[splat], "amin")
     return [part.view(num_views, *shape) for part, shape in
-            zip(zbuf.split(sizes, dim=1), shapes)]
+            zip(zbuf[:, :-1].split(sizes, dim=1), shapes)]
 
 
 def _compose(levels: list[torch.Tensor], tolerance: float) -> torch.Tensor:
@@ -187,7 +190,7 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
     # Colours packed as one int32 per point (and a black sentinel): a 1-d gather per pixel.
     rgb32 = torch.cat((cloud.rgb, cloud.rgb.new_zeros(len(cloud), 1)), 1).view(torch.int32)
     palette = torch.cat((rgb32[:, 0], rgb32.new_zeros(1)))
-    chunks = _chunk_corners(cloud.xyz)
+    chunks = _chunk_corners(cloud)
     shape = (w2c.shape[0], K.height, K.width)
     out = RenderResult(torch.empty(*shape, 3, dtype=torch.uint8, device=device),
                        torch.empty(shape, device=device),
