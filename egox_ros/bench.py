@@ -109,9 +109,9 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
 
     scene = render_scene(SceneConfig(seed=seed, num_frames=frames, exo_size=exo_size,
                                      ego_size=ego_size))
-    # Default QoS (best_available -> reliable from this player), a clip deep: a benchmark
-    # must not lose a frame on a loaded machine.
-    config = demo_config(scene, backend=backend, subscription_depth=2 * frames)
+    # Reliable, a clip deep: a benchmark must not lose a frame on a loaded machine.
+    config = demo_config(scene, backend=backend, subscription_qos="reliable",
+                         subscription_depth=2 * frames)
     generator = make_backend(config)
     period = int(round(1e9 / scene.fps))
     # Clips one after another (each played once the previous one is out), stamps moving on;

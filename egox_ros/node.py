@@ -89,12 +89,13 @@ class EgoxNode(Node):
                 CameraInfo, "~/ego_prior/camera_info", pub_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        # 2. Subscriptions: BEST_AVAILABLE matches best-effort and reliable publishers alike
-        # (the point of REP 2003's sensor-data QoS) but is reliable where the publisher is:
-        # best effort lost over half of the 1 MB frames between processes (docs/ros.md).
-        reliability = {"best_available": ReliabilityPolicy.BEST_AVAILABLE,
-                       "sensor_data": ReliabilityPolicy.BEST_EFFORT,
-                       "reliable": ReliabilityPolicy.RELIABLE}[cfg.subscription_qos]
+        # 2. Subscriptions: sensor-data QoS (REP 2003) by default, which matches every
+        # publisher; 'reliable' for lossless input from reliable publishers (between processes
+        # best effort lost over half of the 1 MB frames here, docs/ros.md). BEST_AVAILABLE is
+        # resolved once, from the publishers present when the subscription is created.
+        reliability = {"sensor_data": ReliabilityPolicy.BEST_EFFORT,
+                       "reliable": ReliabilityPolicy.RELIABLE,
+                       "best_available": ReliabilityPolicy.BEST_AVAILABLE}[cfg.subscription_qos]
         sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.subscription_depth,
                              reliability=reliability, durability=DurabilityPolicy.VOLATILE)
         p = self.pipeline
@@ -110,9 +111,10 @@ class EgoxNode(Node):
             self.create_subscription(Image, "exo/depth", self._cb(p.on_depth), sub_qos)
         if cfg.use_mask:
             self.create_subscription(Image, "exo/mask", self._cb(p.on_mask), sub_qos)
+        # The prompt: reliable + volatile matches volatile and latched reliable publishers.
         self.create_subscription(String, "prompt", self._cb(p.on_prompt),
                                  QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                            durability=DurabilityPolicy.TRANSIENT_LOCAL))
+                                            durability=DurabilityPolicy.VOLATILE))
 
         # 3. Worker and diagnostics.
         self._worker = threading.Thread(target=self._work, name="egox-worker", daemon=True)

@@ -71,10 +71,11 @@ class EgoxConfig:
     queue_size: int = _p(2, "complete clips waiting for the worker")
     overflow_policy: str = _p("drop_oldest", "full queue: 'drop_oldest' or 'drop_newest'")
     # QoS and diagnostics
-    subscription_qos: str = _p("best_available", "'best_available' (matches any publisher like "
-                                                 "REP 2003's sensor-data QoS, reliable when the "
-                                                 "publisher is), 'sensor_data' (best effort) or "
-                                                 "'reliable'")
+    subscription_qos: str = _p("sensor_data", "'sensor_data' (best effort, REP 2003: matches "
+                                              "every publisher), 'reliable' (lossless from "
+                                              "reliable publishers, none from best-effort ones) "
+                                              "or 'best_available' (decided once, from the "
+                                              "publishers present at start-up)")
     subscription_depth: int = _p(60, "KEEP_LAST depth of the input subscriptions (raise it for "
                                       "bursty inputs, e.g. bag playback faster than real time)")
     publisher_depth: int = _p(100, "KEEP_LAST depth of the reliable publishers (>= clip_length "
@@ -87,7 +88,7 @@ class EgoxConfig:
                    "ego_pose_type": ("pose", "odometry"),
                    "exo_pose_source": ("parameter", "topic"),
                    "overflow_policy": OVERFLOW_POLICIES,
-                   "subscription_qos": ("best_available", "sensor_data", "reliable")}
+                   "subscription_qos": ("sensor_data", "reliable", "best_available")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"parameter {name}={getattr(self, name)!r} is invalid; use one "

@@ -208,8 +208,8 @@ class ExoPipeline:
             if self.buffer.counters["gap_reset"] > gaps:
                 self.report("frame_gap",
                             f"exo frames missing before stamp {frame.stamp_ns} ns: the partial "
-                            "clip was restarted (lossy transport? with large images use "
-                            "subscription_qos 'best_available' or 'reliable' and a deeper "
+                            "clip was restarted (lossy transport? between processes use "
+                            "subscription_qos 'reliable' with a reliable publisher, and a deeper "
                             "subscription_depth)")
             if self.buffer.last_index is None:
                 continue                                  # resampled away

@@ -252,10 +252,11 @@ def test_shutdown_with_full_queue_returns_quickly(harness):
 def test_node_as_a_separate_process_and_sigint(harness, tmp_path):
     ns, scene = unique_ns(), tiny_scene(frames=5)
     K = scene.ego_K
-    # Default QoS (best_available: reliable here, since the player publishes reliably).
+    # Reliable subscriptions (the player publishes reliably): between processes best effort
+    # may lose a frame on a loaded machine, and with it the only clip.
     params = dict(clip_length=5, clip_stride=5, exo_width=0, exo_height=0, ego_width=K.width,
                   ego_height=K.height, ego_fx=K.fx, ego_fy=K.fy, ego_cx=K.cx, ego_cy=K.cy,
-                  exo_pose_source="topic")
+                  exo_pose_source="topic", subscription_qos="reliable")
     args = [sys.executable, "-m", "egox_ros.node", "--ros-args", "-r", f"__ns:={ns}"]
     for k, v in params.items():
         args += ["-p", f"{k}:={v}"]
@@ -290,3 +291,17 @@ def test_invalid_parameter_fails_at_start_up_with_a_clear_message():
                           timeout=60)
     assert proc.returncode == 2
     assert "clip_stride=60 must be in [1, clip_length=49]" in proc.stdout + proc.stderr
+
+
+def test_prompt_topic_from_a_default_publisher(harness):
+    import rclpy
+    from std_msgs.msg import String
+
+    ns = unique_ns()
+    node, _ = start(harness, ns, tiny_config(prompt="start"))
+    pub_node = harness.add(rclpy.create_node("prompter", namespace=ns, context=harness.context))
+    pub = pub_node.create_publisher(String, "prompt", 10)       # plain reliable, volatile
+    assert wait_until(lambda: pub.get_subscription_count() >= 1)
+    assert node.pipeline.prompt == "start"
+    pub.publish(String(data="pick up the red ball"))
+    assert wait_until(lambda: node.pipeline.prompt == "pick up the red ball", 5)

@@ -86,6 +86,18 @@ def test_distorted_exo_is_undistorted_and_resized_with_its_intrinsics():
     np.testing.assert_allclose(clips[0].exo_c2w, scene.exo_c2w, atol=1e-9)
 
 
+def test_prompt_applies_to_clips_completed_afterwards():
+    from std_msgs.msg import String
+
+    scene = _random_scene(10)
+    pipeline = ExoPipeline(demo_config(scene, clip_length=5, clip_stride=5, use_mask=False,
+                                       prompt="a table"))
+    first = _feed(pipeline, scene, stamps=scene.stamps_ns[:5])
+    pipeline.on_prompt(String(data="a red ball rolls"))
+    second = _feed(pipeline, scene, stamps=scene.stamps_ns[5:])
+    assert [c.prompt for c in first + second] == ["a table", "a red ball rolls"]
+
+
 def test_odometry_ego_pose_with_camera_offset():
     scene = _random_scene(5)
     offset = [0.1, 0.0, 0.05, -0.5, 0.5, -0.5, 0.5]    # body (x fwd, z up) -> optical frame
