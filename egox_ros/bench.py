@@ -167,7 +167,7 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
             last_in = player.publish_times[int(stamps[(c + 1) * frames - 1])]
             first_out = first_ego.get(int(stamps[c * frames]))
             if first_out is not None:
-                end_to_end.append((first_out - last_in) * 1e3)
+                end_to_end.append(float((first_out - last_in) * 1e3))
     finally:
         executor.shutdown(timeout_sec=5.0)
         for n in nodes:
@@ -180,7 +180,7 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
             "node_overhead_ms": (latency - backend_ms).tolist(),
             "node_stages_ms": [{k: round(v, 1) for k, v in st.items()} for st in stages],
             "end_to_end_ms": end_to_end,
-            "end_to_end_overhead_ms": [e - b for e, b in zip(end_to_end, backend_ms)]}
+            "end_to_end_overhead_ms": [float(e - b) for e, b in zip(end_to_end, backend_ms)]}
 
 
 def run_bench(backend: str = "prior", clips: int = 2) -> dict[str, Any]:
