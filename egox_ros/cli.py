@@ -91,6 +91,10 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
         changes = {k: v for k, v in (("backend", backend), ("model_dir", model_dir),
                                      ("lora_path", lora)) if v is not None}
         cfg = dataclasses.replace(cfg, **changes)
+        bad = [r for r in remap if "=" not in r]
+        if bad:
+            raise ConfigError(f"--remap {bad[0]!r} must be REL=ABS, e.g. "
+                              "exo/image_raw=/camera/color/image_raw")
         remaps = dict(r.split("=", 1) for r in remap)
     except (ConfigError, ValueError) as err:
         _fail(str(err))

@@ -25,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from egox_model.clip import Clip
+from egox_model.errors import EgoxError
 from egox_model.generator.base import Generator
 from egox_ros.errors import ConfigError
 from egox_ros.messages import RclpyFactory
@@ -51,7 +52,10 @@ def make_backend(config: EgoxConfig) -> Generator:
         options["model_dir"] = config.model_dir
     if config.lora_path:
         options["lora_path"] = config.lora_path
-    return make_generator(config.backend, **options)
+    try:
+        return make_generator(config.backend, **options)
+    except EgoxError as err:
+        raise ConfigError(f"backend={config.backend!r} could not be built: {err}") from err
 
 
 class EgoxNode(Node):

@@ -69,3 +69,21 @@ def test_launch_file_is_valid_python_with_the_documented_arguments():
     setup = (ROOT / "setup.py").read_text()
     for exe in executables:
         assert f'"{exe} = ' in setup
+
+
+def test_unknown_backend_is_a_config_error():
+    from egox_ros.node import make_backend
+
+    with pytest.raises(ConfigError, match="backend='nope' could not be built"):
+        make_backend(EgoxConfig(backend="nope"))
+
+
+def test_convert_cli_rejects_a_malformed_remap(tmp_path):
+    from typer.testing import CliRunner
+
+    from egox_ros.cli import app
+
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), str(tmp_path / "out"),
+                                      "--remap", "exo/image_raw"])
+    assert result.exit_code == 2
+    assert "must be REL=ABS" in result.output
