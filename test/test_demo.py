@@ -26,4 +26,4 @@ def test_demo_writes_videos_preview_and_report(tmp_path):
     assert 0.1 < report["prior_coverage"] < 1.0
     assert report["prior_psnr_covisible_db"] > 22.0
     assert 0.0 < report["output_ssim"] <= 1.0
-    assert {"fusion", "lift", "render", "inpaint"} <= set(report["ms_per_frame"])
+    assert {"fusion", "lift", "render", "hole_fill"} <= set(report["ms_per_frame"])

@@ -1,11 +1,11 @@
-"""Backend `prior`: the rendered prior kept where covered, holes inpainted, labelled."""
+"""Backend `prior`: the rendered prior kept where covered, holes filled, labelled."""
 import numpy as np
 import pytest
 
 from egox_model.errors import InputError
 from egox_model.eval.metrics import psnr
 from egox_model.generator import make_generator
-from egox_model.generator.prior_backend import inpaint_uncovered
+from egox_model.generator.prior_backend import fill_uncovered
 
 
 def test_prior_backend_end_to_end(small_scene):
@@ -20,15 +20,15 @@ def test_prior_backend_end_to_end(small_scene):
     assert (out.ego_rgb[~covered].max(axis=-1) > 0).mean() > 0.99   # holes are filled
     assert psnr(out.ego_rgb, small_scene.ego_rgb) > psnr(out.prior.rgb, small_scene.ego_rgb)
     assert steps == [(0, 2), (1, 2)]
-    assert set(out.ms_per_frame) >= {"lift", "render", "inpaint"}
+    assert set(out.ms_per_frame) >= {"lift", "render", "hole_fill"}
 
 
-def test_inpaint_keeps_covered_pixels_and_fills_smoothly():
+def test_fill_keeps_covered_pixels_and_fills_smoothly():
     v, u = np.mgrid[0:64, 0:64]
     ramp = np.stack([u * 4, v * 4, np.full_like(u, 128)], -1).astype(np.uint8)
     covered = np.ones((64, 64), bool)
     covered[20:40, 20:40] = False
-    filled = inpaint_uncovered(np.where(covered[..., None], ramp, 0), covered)
+    filled = fill_uncovered(np.where(covered[..., None], ramp, 0), covered)
     np.testing.assert_array_equal(filled[covered], ramp[covered])
     assert np.abs(filled[~covered].astype(int) - ramp[~covered]).mean() < 20
 
