@@ -142,15 +142,6 @@ def bench_ros(json_out: bool = typer.Option(False, "--json", help="last line: on
         typer.echo(json.dumps(result))
 
 
-def _drop_command(name: str) -> None:
-    """Remove a command egox_model.cli may define, so this module's version is the one."""
-    app.registered_commands[:] = [c for c in app.registered_commands
-                                  if (c.name or c.callback.__name__) != name]
-
-
-_drop_command("demo")
-
-
 @app.command()
 def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output directory"),
          seed: int = typer.Option(0, help="scene seed"),

@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
@@ -31,6 +30,7 @@ from egox_ros.errors import ConfigError
 from egox_ros.messages import RclpyFactory
 from egox_ros.params import EgoxConfig, declare_config
 from egox_ros.pipeline import ExoPipeline, output_messages
+from egox_ros.spin import spin_node
 from egox_ros.work_queue import BoundedQueue
 
 __all__ = ["EgoxNode", "main", "make_backend"]
@@ -260,22 +260,7 @@ class EgoxNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """`egox_node` / `ros2 run egox_ros egox_node`: build the node and spin until SIGINT."""
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = EgoxNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ConfigError as err:
-        rclpy.logging.get_logger("egox").fatal(f"invalid configuration: {err}")
-        raise SystemExit(2) from err
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(EgoxNode, "egox", args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
                        ReliabilityPolicy)
@@ -24,6 +23,8 @@ from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, Q
                                 QosTime)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
+
+from egox_ros.spin import spin_node
 
 __all__ = ["BagRecorder", "main"]
 
@@ -183,19 +184,7 @@ class BagRecorder(Node):
 
 def main(args: list[str] | None = None) -> None:
     """`egox_recorder --ros-args -p bag_path:=DIR -p topics:="[/a, /b]"`."""
-    from rclpy.executors import ExternalShutdownException
-
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = BagRecorder()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(BagRecorder, "egox_recorder", args)
 
 
 if __name__ == "__main__":
