@@ -15,6 +15,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
+    package_data={PACKAGE: ["fastdds_localhost.xml"]},
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="egox_ros developers",

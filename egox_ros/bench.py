@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import array
-import os
 import threading
 import time
 from types import SimpleNamespace
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from egox_ros.dds import local_ros_env
 from egox_ros.image_conversion import depth_to_metres, image_to_numpy, image_to_rgb, \
     numpy_to_image
 
@@ -96,7 +96,7 @@ def bench_conversion(height: int = 448, width: int = 784) -> dict[str, Any]:
 def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 784),
                   ego_size=(448, 448), clips: int = 2, seed: int = 0) -> dict[str, Any]:
     """Clip latency through the in-process node over DDS (see module docstring)."""
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    local_ros_env()
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy

@@ -7,13 +7,13 @@ ROS imports happen inside the commands, so `egox --help` works without a ROS env
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from egox_model.cli import app, bench_app
+from egox_ros.dds import local_ros_env
 
 __all__ = ["app", "main"]
 
@@ -21,13 +21,6 @@ __all__ = ["app", "main"]
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
-
-
-def _local_ros_env(run_dir: Path | None = None) -> None:
-    """Keep DDS discovery on this machine unless the user chose otherwise (DESIGN.md)."""
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    if run_dir is not None:
-        os.environ.setdefault("ROS_LOG_DIR", str(run_dir / "ros_log"))
 
 
 @app.command()
@@ -45,7 +38,7 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
 
     if out.exists():
         _fail(f"{out} already exists; rosbag2 bags go into a new directory")
-    _local_ros_env()
+    local_ros_env()
     rclpy.init()
     recorder = BagRecorder(out, topics)
     executor = SingleThreadedExecutor()
@@ -127,7 +120,7 @@ def bench_ros(json_out: bool = typer.Option(False, "--json", help="last line: on
 
     from egox_ros.bench import run_bench
 
-    _local_ros_env(Path(tempfile.mkdtemp(prefix="egox-bench-")))
+    local_ros_env(Path(tempfile.mkdtemp(prefix="egox-bench-")))
     result = run_bench(backend, clips=clips)
     conv, lat = result["conversion"], result["latency"]
     typer.echo(f"conversion {conv['image']}: {conv['rgb8_owned_MBps']:.0f} MB/s owned copy, "
@@ -154,7 +147,7 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output 
     from egox_ros.ros_demo import run_demo_with_ros
 
     out.mkdir(parents=True, exist_ok=True)
-    _local_ros_env(out)
+    local_ros_env(out)
     report = run_demo_with_ros(out, seed=seed, generator=generator, model_dir=model_dir,
                                lora_path=lora, ros=ros)
     typer.echo(json.dumps({k: report.get(k) for k in ("backend", "frames", "ego_messages",

@@ -7,7 +7,6 @@ ROS logs go to `DIR/ros_log` unless ROS_LOG_DIR is set.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from egox_model.generator.base import Generator
+from egox_ros.dds import local_ros_env
 
 __all__ = ["RosDemoError", "demo_config", "read_back", "run_demo_with_ros", "run_ros_stage"]
 
@@ -121,8 +121,7 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
     if bag.exists():
         import shutil
         shutil.rmtree(bag)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_LOG_DIR", str(out_dir / "ros_log"))
+    local_ros_env(out_dir)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
