@@ -22,16 +22,16 @@ Kernels (`GGAConfig.kernel`), all exact:
   (chunk, N) bias built from per-frame key directions; memory O(chunk * N), no N x N.
 - "flex": exo queries by plain SDPA; ego queries by FlexAttention whose score_mod computes
   the bias from per-token tables (ego ray, frame centre, key point), memory O(N).
-- "split": exo queries by plain SDPA; ego queries attend to ego keys by plain SDPA and to
-  exo keys by SDPA with the (ego x exo) bias, the two partial softmaxes merged exactly by
-  their log-sum-exp. Only ego x exo pairs (a quarter of the default clip's) take the slower
-  masked kernel, and the processor builds that bias once per clip, then reuses it in every
-  block and step (T * h * w_e * h * w_x entries: 347 MiB in bf16 for the default clip).
-  Fastest on CPU (1.33x SDPA vs 2.0x for "chunked" at 4,312 tokens); on an H200 the
-  memory-efficient kernel it needs for a bias with log-sum-exp is slower than cuDNN: 1.99x.
-"chunked" is the default: on an H200 at 28,028 tokens, 40 x 128 heads, bf16 it took 1.43x
-plain SDPA (cuDNN) against 1.99x for "split", 2.75x for "flex" and 2.14x for "dense"
-(`egox bench gga`); a whole 40-block CFG step of the 14B model took 1.21x (`egox bench step`).
+- "split" (default): tokens reordered [exo | ego]; exo queries by plain SDPA; ego queries
+  attend to ego keys by plain SDPA and to exo keys by SDPA with the (ego x exo) bias, the two
+  partial softmaxes merged exactly by their log-sum-exp (cuDNN returns it, with a bias, on
+  Hopper). Only ego x exo pairs (a quarter of the default clip's) take the slower masked
+  kernel, and the processor builds that bias once per clip and reuses it in every block and
+  step: N_ego x N_exo entries, 347 MiB in bf16 for the default clip (N x N would be 1.5 GiB).
+On an H200 at 28,028 tokens, 40 x 128 heads, bf16 (`egox bench gga`): "split" 1.28x plain
+SDPA (cuDNN), "chunked" 1.43x, "dense" 2.14x, "flex" 2.75x; a whole 40-block CFG step of the
+14B model (`egox bench step`): 1.12x with "split", 1.21x with "chunked". On the CPU "split"
+also leads (0.8-1.3x SDPA against 2.0x for "chunked" at 4,312 tokens).
 """
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ class GGAConfig:
 
     strength: lambda (>= 0); 3 at inference, 1 in training (official release).
     form: "official" (release code) or "power" (paper Eq. 7).
-    kernel: "dense" (N x N bias, reference), "chunked" or "flex" (no N x N tensor).
+    kernel: "dense" (N x N bias, reference), "split", "chunked" or "flex" (no N x N tensor).
     """
 
     strength: float = 3.0
     form: GGAForm = "official"
-    kernel: GGAKernel = "chunked"
+    kernel: GGAKernel = "split"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.strength) and self.strength >= 0):
@@ -247,24 +247,40 @@ def _sdpa_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     if query.device.type == "cpu":
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             query, key, value, 0.0, False, attn_mask=bias)
-    if bias is None:
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value)[:2]
-        return out, lse
-    bias = bias.expand(query.shape[0], query.shape[1], -1, -1)
-    out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
-        query, key, value, bias, True)[:2]
-    return out, lse[..., :query.shape[2]]
+    if bias is not None:
+        bias = bias.expand(query.shape[0], query.shape[1], -1, -1)
+    try:    # cuDNN: the fastest kernel with a bias on Hopper (H200: 19.5 ms vs 45.9 ms for
+            # the memory-efficient kernel, ego rows of the default clip)
+        out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
+            query, key, value, bias, True, 0.0, False, False)[:2]
+    except RuntimeError:
+        if bias is None:
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value)[:2]
+        else:
+            out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+                query, key, value, bias, True)[:2]
+    return out, lse.reshape(*query.shape[:2], -1)[..., :query.shape[2]]
 
 
-def _split_ego(ego_q: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-               tables: GGATables, exo_bias: torch.Tensor) -> torch.Tensor:
-    """Ego queries against ego keys (no bias) and exo keys (bias), merged by log-sum-exp."""
-    out_e, lse_e = _sdpa_lse(ego_q, key[:, :, tables.ego_idx], value[:, :, tables.ego_idx])
-    out_x, lse_x = _sdpa_lse(ego_q, key[:, :, tables.exo_idx], value[:, :, tables.exo_idx],
-                             exo_bias)
-    lse = torch.logaddexp(lse_e, lse_x)
-    w_e, w_x = torch.exp(lse_e - lse)[..., None], torch.exp(lse_x - lse)[..., None]
-    return (out_e.float() * w_e + out_x.float() * w_x).to(ego_q.dtype)
+def _split_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     tables: GGATables, exo_bias: torch.Tensor) -> torch.Tensor:
+    """The "split" kernel: tokens reordered [exo | ego] once, so every part is a slice.
+
+    Softmax over keys ignores their order, so exo queries take plain SDPA over all keys;
+    ego queries take ego keys (no bias) and exo keys (bias) separately, merged exactly:
+    out = lerp(out_ego, out_exo, sigmoid(lse_exo - lse_ego)).
+    """
+    num_exo = tables.exo_idx.shape[0]
+    order = torch.cat((tables.exo_idx, tables.ego_idx))
+    q, k, v = (x[:, :, order] for x in (query, key, value))
+    ego_q = q[:, :, num_exo:]
+    out_e, lse_e = _sdpa_lse(ego_q, k[:, :, num_exo:], v[:, :, num_exo:])
+    out_x, lse_x = _sdpa_lse(ego_q, k[:, :, :num_exo], v[:, :, :num_exo], exo_bias)
+    weight = torch.sigmoid(lse_x - lse_e)[..., None].to(out_e.dtype)
+    out = torch.empty_like(query)
+    out[:, :, tables.exo_idx] = F.scaled_dot_product_attention(q[:, :, :num_exo], k, v)
+    out[:, :, tables.ego_idx] = torch.lerp(out_e, out_x.to(out_e.dtype), weight)
+    return out
 
 
 def gga_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -286,6 +302,10 @@ def gga_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     if config.kernel == "dense":
         mask = gga_dense_bias(tables, config).to(query.dtype)
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    if config.kernel == "split":
+        if exo_bias is None:
+            exo_bias = gga_exo_bias(tables, config, query.dtype)
+        return _split_attention(query, key, value, tables, exo_bias)
     out = query.new_empty(*query.shape[:-1], value.shape[-1])
     out[:, :, tables.exo_idx] = F.scaled_dot_product_attention(
         query[:, :, tables.exo_idx], key, value)
@@ -293,11 +313,7 @@ def gga_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     if config.kernel == "flex":
         out[:, :, tables.ego_idx] = _flex_ego(ego_q, key, value, tables, config).to(out.dtype)
         return out
-    if config.kernel == "split":
-        if exo_bias is None:
-            exo_bias = gga_exo_bias(tables, config, query.dtype)
-        out[:, :, tables.ego_idx] = _split_ego(ego_q, key, value, tables, exo_bias)
-        return out
+
     per, num_ego = tables.ego_per_frame, tables.ego_idx.shape[0]
     step = per * max(1, chunk_elements // (per * n))
     for start in range(0, num_ego, step):

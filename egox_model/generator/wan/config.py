@@ -52,7 +52,7 @@ class WanConfig:
     gga: bool = True
     gga_strength: float = 3.0
     gga_form: str = "official"
-    gga_kernel: str = "chunked"
+    gga_kernel: str = "split"
     zero_prior: bool = False
     noisy_exo: bool = False
     mask_layout: str = "official"
