@@ -50,15 +50,22 @@ def _camera_info_fields(K: Intrinsics) -> dict[str, Any]:
 
 
 class MessageFactory:
-    """Interface: header / image / camera_info builders."""
+    """Header / image / camera_info builders over one set of message classes, which a
+    subclass provides as `_time`, `_header`, `_image` and `_info`."""
+
+    _time: Any
+    _header: Any
+    _image: Any
+    _info: Any
 
     def header(self, stamp: int, frame_id: str) -> Any:
         """std_msgs/Header at `stamp` ns."""
-        raise NotImplementedError
+        sec, nanosec = divmod(int(stamp), 1_000_000_000)
+        return self._header(stamp=self._time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
     def image(self, pixels: np.ndarray, encoding: str, header: Any) -> Any:
         """sensor_msgs/Image."""
-        raise NotImplementedError
+        return numpy_to_image(pixels, encoding, header, msg_type=self._image)
 
     def camera_info(self, K: Intrinsics, header: Any) -> Any:
         """sensor_msgs/CameraInfo of an undistorted pinhole camera K."""
@@ -73,13 +80,6 @@ class RclpyFactory(MessageFactory):
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import Header
         self._time, self._header, self._image, self._info = Time, Header, Image, CameraInfo
-
-    def header(self, stamp: int, frame_id: str) -> Any:
-        sec, nanosec = divmod(int(stamp), 1_000_000_000)
-        return self._header(stamp=self._time(sec=sec, nanosec=nanosec), frame_id=frame_id)
-
-    def image(self, pixels: np.ndarray, encoding: str, header: Any) -> Any:
-        return numpy_to_image(pixels, encoding, header, msg_type=self._image)
 
     def camera_info(self, K: Intrinsics, header: Any) -> Any:
         f = _camera_info_fields(K)
@@ -101,13 +101,6 @@ class RosbagsFactory(MessageFactory):
         self._image = types["sensor_msgs/msg/Image"]
         self._info = types["sensor_msgs/msg/CameraInfo"]
         self._roi = types["sensor_msgs/msg/RegionOfInterest"]
-
-    def header(self, stamp: int, frame_id: str) -> Any:
-        sec, nanosec = divmod(int(stamp), 1_000_000_000)
-        return self._header(stamp=self._time(sec=sec, nanosec=nanosec), frame_id=frame_id)
-
-    def image(self, pixels: np.ndarray, encoding: str, header: Any) -> Any:
-        return numpy_to_image(pixels, encoding, header, msg_type=self._image)
 
     def camera_info(self, K: Intrinsics, header: Any) -> Any:
         f = _camera_info_fields(K)
