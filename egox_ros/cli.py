@@ -59,8 +59,8 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
 @app.command()
 def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or sqlite3)"),
             out_bag: Path = typer.Argument(..., help="new bag directory for the ego topics"),
-            config: Optional[Path] = typer.Option(None, help="ROS parameter file "
-                                                              "(config/egox.yaml format)"),
+            config: Optional[Path] = typer.Option(
+                None, help="ROS parameter file (config/egox.yaml format)"),
             namespace: str = typer.Option("/", help="namespace the node would run in"),
             remap: list[str] = typer.Option([], help="REL=ABS, e.g. "
                                                      "exo/image_raw=/cam/color/image_raw"),
@@ -150,8 +150,8 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output 
     local_ros_env(out)
     report = run_demo_with_ros(out, seed=seed, generator=generator, model_dir=model_dir,
                                lora_path=lora, ros=ros)
-    typer.echo(json.dumps({k: report.get(k) for k in ("backend", "frames", "ego_messages",
-                                                        "stamps_match", "latency_ms")}))
+    keys = ("backend", "frames", "ego_messages", "stamps_match", "latency_ms")
+    typer.echo(json.dumps({k: report.get(k) for k in keys}))
     typer.echo(f"wrote {out}/: exo.mp4 prior.mp4 ego.mp4 preview.png report.json"
                + (" bag/" if ros else ""))
 

@@ -76,8 +76,8 @@ class EgoxConfig:
                                               "reliable publishers, none from best-effort ones) "
                                               "or 'best_available' (decided once, from the "
                                               "publishers present at start-up)")
-    subscription_depth: int = _p(60, "KEEP_LAST depth of the input subscriptions (raise it for "
-                                      "bursty inputs, e.g. bag playback faster than real time)")
+    subscription_depth: int = _p(60, "KEEP_LAST depth of the input subscriptions (raise it "
+                                 "for bursty inputs, e.g. bag playback faster than real time)")
     publisher_depth: int = _p(100, "KEEP_LAST depth of the reliable publishers (>= clip_length "
                                    "so a whole clip survives a slow subscriber)")
     publish_prior: bool = _p(True, "also publish ~/ego_prior/image and camera_info")

@@ -35,7 +35,6 @@ BadInputHook = Callable[[str, str, bool], None]   # (cause, message, first time 
 class ExoPipeline:
     """Turns exo/ego messages into complete `Clip`s according to an `EgoxConfig`."""
 
-
     def __init__(self, config: EgoxConfig, on_bad_input: BadInputHook | None = None) -> None:
         self.config = config
         self.bad_inputs: Counter[str] = Counter()

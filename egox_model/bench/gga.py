@@ -29,7 +29,6 @@ from egox_model.generator.gga import (GGAConfig, GGAKernel, GGATables, gga_atten
 __all__ = ["GGABenchConfig", "run_gga_bench", "format_gga_bench"]
 
 
-
 @dataclass(frozen=True)
 class GGABenchConfig:
     """Benchmark size and device.

@@ -249,8 +249,9 @@ def _sdpa_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
             query, key, value, 0.0, False, attn_mask=bias)
     if bias is not None:
         bias = bias.expand(query.shape[0], query.shape[1], -1, -1)
-    try:    # cuDNN: the fastest kernel with a bias on Hopper (H200: 19.5 ms vs 45.9 ms for
-            # the memory-efficient kernel, ego rows of the default clip)
+    # cuDNN is the fastest kernel with a bias on Hopper (H200: 19.5 ms against 45.9 ms for
+    # the memory-efficient kernel, ego rows of the default clip).
+    try:
         out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
             query, key, value, bias, True, 0.0, False, False)[:2]
     except RuntimeError:

@@ -114,8 +114,8 @@ def _neighbour_spacing(points: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
 
     def axis_spacing(dim: int) -> torch.Tensor:
         step = torch.linalg.vector_norm(points.diff(dim=dim), dim=-1)
-        both = valid.narrow(dim, 1, valid.shape[dim] - 1) & valid.narrow(dim, 0,
-                                                                          valid.shape[dim] - 1)
+        length = valid.shape[dim] - 1
+        both = valid.narrow(dim, 1, length) & valid.narrow(dim, 0, length)
         step = torch.where(both, step, torch.inf)
         pad = [0, 0, 0, 0]
         pad[2 * (2 - dim) + 1] = 1                       # inf beyond the last pixel ...

@@ -171,8 +171,8 @@ def _upsample(grid: torch.Tensor, k: int) -> torch.Tensor:
     """Nearest-neighbour k-times upsampling of (V, h, w) to a contiguous (V, h*k, w*k)
     (faster for the following elementwise op than broadcasting through a 5-d view)."""
     num_views, h, w = grid.shape
-    return grid[:, :, None, :, None].expand(num_views, h, k, w, k).reshape(num_views, h * k,
-                                                                          w * k)
+    blocks = grid[:, :, None, :, None].expand(num_views, h, k, w, k)
+    return blocks.reshape(num_views, h * k, w * k)
 
 
 def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tensor,
