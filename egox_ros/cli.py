@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from egox_model.cli import app, bench_app
-from egox_ros.dds import local_ros_env
+from egox_ros.dds import local_ros_env, use_localhost_profile
 
 __all__ = ["app", "main"]
 
@@ -38,7 +38,7 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
 
     if out.exists():
         _fail(f"{out} already exists; rosbag2 bags go into a new directory")
-    local_ros_env()
+    use_localhost_profile()       # discovery range: the user's (a robot's topics may be remote)
     rclpy.init()
     recorder = BagRecorder(out, topics)
     executor = SingleThreadedExecutor()
