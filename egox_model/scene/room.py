@@ -17,7 +17,7 @@ from egox_model.clip import Clip
 from egox_model.errors import InputError
 from egox_model.geometry.camera import Intrinsics
 from egox_model.geometry.pose import look_at
-from egox_model.geometry.projection import backproject
+from egox_model.geometry.projection import backproject, project, transform_points
 
 __all__ = ["SceneClip", "SceneConfig", "render_scene"]
 
@@ -141,14 +141,11 @@ def _covisible(ego_depth: np.ndarray, ego_K: Intrinsics, ego_c2w: np.ndarray,
                exo_depth: np.ndarray, exo_static: np.ndarray, exo_K: Intrinsics,
                exo_c2w: np.ndarray, tolerance: float = 0.01) -> np.ndarray:
     """Ego pixels whose ground-truth point projects onto an exo pixel seeing that point."""
-    cam = backproject(torch.from_numpy(ego_depth), torch.from_numpy(ego_K.K).float())
-    world = cam.reshape(-1, 3).double() @ torch.from_numpy(ego_c2w[:3, :3].T) \
-        + torch.from_numpy(ego_c2w[:3, 3])
-    w2c = np.linalg.inv(exo_c2w)
-    exo_cam = world @ torch.from_numpy(w2c[:3, :3].T) + torch.from_numpy(w2c[:3, 3])
-    z = exo_cam[:, 2]
-    u = torch.round(exo_K.fx * exo_cam[:, 0] / z + exo_K.cx).long()
-    v = torch.round(exo_K.fy * exo_cam[:, 1] / z + exo_K.cy).long()
+    cam = backproject(torch.from_numpy(ego_depth).double(), torch.from_numpy(ego_K.K))
+    world = transform_points(torch.from_numpy(ego_c2w), cam.reshape(-1, 3))
+    exo_cam = transform_points(torch.from_numpy(np.linalg.inv(exo_c2w)), world)
+    uv, z = project(exo_cam, torch.from_numpy(exo_K.K))
+    u, v = torch.round(uv).long().unbind(-1)
     inside = (z > 0) & (u >= 0) & (u < exo_K.width) & (v >= 0) & (v < exo_K.height)
     seen = torch.zeros_like(inside)
     zi, ui, vi = z[inside], u[inside], v[inside]
