@@ -145,8 +145,9 @@ def run_gga_bench(config: GGABenchConfig) -> dict[str, float | int | str]:
     generator = torch.Generator().manual_seed(config.seed)
     tables: GGATables = gga_tables(random_token_geometry(config.frames, generator), config.device)
     n = tables.num_tokens
-    query, key, value = (torch.randn(1, heads, n, head_dim, generator=generator)
-                         .to(config.device, dtype) for _ in range(3))
+    # (1, H, N, D) views of (1, N, H, D) memory: the layout Wan's projections hand attention.
+    query, key, value = (torch.randn(1, n, heads, head_dim, generator=generator)
+                         .to(config.device, dtype).transpose(1, 2) for _ in range(3))
     fast = GGAConfig(strength=config.strength, kernel=config.kernel)
     dense = GGAConfig(strength=config.strength, kernel="dense")
 

@@ -22,16 +22,16 @@ Kernels (`GGAConfig.kernel`), all exact:
   (chunk, N) bias built from per-frame key directions; memory O(chunk * N), no N x N.
 - "flex": exo queries by plain SDPA; ego queries by FlexAttention whose score_mod computes
   the bias from per-token tables (ego ray, frame centre, key point), memory O(N).
-- "split" (default): tokens reordered [exo | ego]; exo queries by plain SDPA; ego queries
-  attend to ego keys by plain SDPA and to exo keys by SDPA with the (ego x exo) bias, the two
-  partial softmaxes merged exactly by their log-sum-exp (cuDNN returns it, with a bias, on
-  Hopper). Only ego x exo pairs (a quarter of the default clip's) take the slower masked
-  kernel, and the processor builds that bias once per clip and reuses it in every block and
-  step: N_ego x N_exo entries, 347 MiB in bf16 for the default clip (N x N would be 1.5 GiB).
-On an H200 at 28,028 tokens, 40 x 128 heads, bf16 (`egox bench gga`): "split" 1.28x plain
-SDPA (cuDNN), "chunked" 1.43x, "dense" 2.14x, "flex" 2.75x; a whole 40-block CFG step of the
-14B model (`egox bench step`): 1.12x with "split", 1.21x with "chunked". On the CPU "split"
-also leads (0.8-1.3x SDPA against 2.0x for "chunked" at 4,312 tokens).
+- "split" (default): tokens gathered once into [exo | ego] order; exo queries by plain SDPA;
+  ego queries attend to ego keys by plain SDPA and to exo keys by SDPA with the (ego x exo)
+  bias, the two partial softmaxes merged exactly by their log-sum-exp (cuDNN returns it, with
+  a bias, on Hopper). Only ego x exo pairs (a quarter of the default clip's) take the slower
+  biased kernel, and the processor builds that bias once per clip and reuses it in every
+  block and step: N_ego x N_exo entries, 347 MiB in bf16 for the default clip (N x N would
+  be 1.5 GiB).
+On an H200 at 28,028 tokens, 40 x 128 heads, bf16 (`egox bench gga`): "split" 1.20x plain
+SDPA (cuDNN), "chunked" 1.48x, "dense" 2.2x, "flex" 2.75x; a whole 40-block CFG step of the
+14B model (`egox bench step`): 1.09x with "split". On the CPU "split" also leads.
 """
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ GGAKernel = Literal["dense", "chunked", "flex", "split"]
 
 EPS = 1e-6                 # inside the log, as in the official release
 _CHUNK_ELEMENTS = 2 ** 26  # bias entries per "chunked" SDPA call (128 MiB in bf16)
+_EGO_ROWS_PER_GROUP = 1280  # ego queries per batch entry of the "split" kernel's biased call
 
 
 @dataclass(frozen=True)
@@ -224,21 +225,25 @@ def _flex_ego(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, table
     return _flex(query, key, value, score_mod)
 
 
-def gga_exo_bias(tables: GGATables, config: GGAConfig, dtype: torch.dtype) -> torch.Tensor:
-    """(N_e, N_x) bias of every ego query against the exo keys (the "split" kernel's table).
+def gga_exo_bias(tables: GGATables, config: GGAConfig, dtype: torch.dtype,
+                 rows_per_group: int = _EGO_ROWS_PER_GROUP) -> torch.Tensor:
+    """(G, R, N_x) bias of the ego queries against the exo keys (the "split" kernel's table).
 
-    Rows are padded in memory to a multiple of 8 entries, as CUDA's memory-efficient
-    attention requires of a bias.
+    The N_e ego queries, frame-major, are cut into G = round(N_e / rows_per_group) groups of
+    R = ceil(N_e / G) rows; rows past N_e are zero padding. Rows are padded in memory to a
+    multiple of 8 entries, as CUDA's memory-efficient attention requires of a bias.
     """
     exo = tables.exo_idx
     per, num_ego, num_exo = tables.ego_per_frame, tables.ego_idx.shape[0], exo.shape[0]
+    groups = max(1, round(num_ego / rows_per_group))
+    rows = -(-num_ego // groups)
     strength = torch.tensor(config.strength, device=exo.device)
-    bias = torch.zeros(num_ego, -(-num_exo // 8) * 8, device=exo.device, dtype=dtype)
+    bias = torch.zeros(groups * rows, -(-num_exo // 8) * 8, device=exo.device, dtype=dtype)
     for first in range(0, num_ego, per):
         bias[first:first + per, :num_exo] = _frame_bias(
             tables.q_dirs[first:first + per], tables.q_centers[first], tables.k_points[exo],
             tables.k_valid[exo], strength, config.form, dtype)
-    return bias[:, :num_exo]
+    return bias.view(groups, rows, -1)[..., :num_exo]
 
 
 def _sdpa_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -249,8 +254,8 @@ def _sdpa_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
             query, key, value, 0.0, False, attn_mask=bias)
     if bias is not None:
         bias = bias.expand(query.shape[0], query.shape[1], -1, -1)
-    # cuDNN is the fastest kernel with a bias on Hopper (H200: 19.5 ms against 45.9 ms for
-    # the memory-efficient kernel, ego rows of the default clip).
+    # cuDNN is the fastest kernel with a bias on Hopper (H200, all ego rows of the default
+    # clip against all keys: 19.5 ms against 45.9 ms for the memory-efficient kernel).
     try:
         out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
             query, key, value, bias, True, 0.0, False, False)[:2]
@@ -265,23 +270,46 @@ def _sdpa_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 
 def _split_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      tables: GGATables, exo_bias: torch.Tensor) -> torch.Tensor:
-    """The "split" kernel: tokens reordered [exo | ego] once, so every part is a slice.
+    """The "split" kernel for one batch entry; query/key/value (1, H, N, D).
 
-    Softmax over keys ignores their order, so exo queries take plain SDPA over all keys;
-    ego queries take ego keys (no bias) and exo keys (bias) separately, merged exactly:
+    Tokens are gathered once into [exo | ego] order, in (1, N, H, D) memory (the layout
+    Wan's projections produce, so each token is one contiguous row). Softmax over keys
+    ignores their order, so exo queries take plain SDPA over all keys; ego queries take ego
+    keys (no bias) and exo keys (bias) separately, merged exactly:
     out = lerp(out_ego, out_exo, sigmoid(lse_exo - lse_ego)).
+    The biased call runs the ego queries as G batch entries of R rows against the same exo
+    keys (broadcast, not copied): the heads of one group then run side by side and share
+    its bias rows in L2 (H200: 10.5 ms against 11.6 ms as one batch entry).
     """
-    num_exo = tables.exo_idx.shape[0]
+    num_exo, num_ego = tables.exo_idx.shape[0], tables.ego_idx.shape[0]
+    groups, rows = exo_bias.shape[:2]
     order = torch.cat((tables.exo_idx, tables.ego_idx))
-    q, k, v = (x[:, :, order] for x in (query, key, value))
-    ego_q = q[:, :, num_exo:]
-    out_e, lse_e = _sdpa_lse(ego_q, k[:, :, num_exo:], v[:, :, num_exo:])
-    out_x, lse_x = _sdpa_lse(ego_q, k[:, :, :num_exo], v[:, :, :num_exo], exo_bias)
-    weight = torch.sigmoid(lse_x - lse_e)[..., None].to(out_e.dtype)
-    out = torch.empty_like(query)
-    out[:, :, tables.exo_idx] = F.scaled_dot_product_attention(q[:, :, :num_exo], k, v)
-    out[:, :, tables.ego_idx] = torch.lerp(out_e, out_x.to(out_e.dtype), weight)
-    return out
+    q, k, v = (x.transpose(1, 2).index_select(1, order) for x in (query, key, value))
+    ego_q = q[:, num_exo:]
+    if groups * rows > num_ego:
+        ego_q = torch.cat((ego_q, ego_q.new_zeros(1, groups * rows - num_ego, *q.shape[2:])), 1)
+    heads = q.shape[2]
+
+    def grouped(x: torch.Tensor, count: int) -> torch.Tensor:
+        """(1, L, H, D) -> (count, H, L // count, D) view (count = 1: plain transpose)."""
+        return x.view(count, -1, *x.shape[2:]).transpose(1, 2)
+
+    out_e, lse_e = _sdpa_lse(grouped(ego_q[:, :num_ego], 1), grouped(k[:, num_exo:], 1),
+                             grouped(v[:, num_exo:], 1))
+    out_x, lse_x = _sdpa_lse(grouped(ego_q, groups),
+                             grouped(k[:, :num_exo], 1).expand(groups, -1, -1, -1),
+                             grouped(v[:, :num_exo], 1).expand(groups, -1, -1, -1),
+                             exo_bias[:, None])
+    # Back to (1, N_e, H, ...) token rows.
+    out_x = out_x.transpose(1, 2).reshape(1, groups * rows, heads, -1)[:, :num_ego]
+    lse_x = lse_x.transpose(1, 2).reshape(1, groups * rows, heads)[:, :num_ego]
+    weight = torch.sigmoid(lse_x - lse_e.transpose(1, 2))[..., None].to(out_e.dtype)
+    out = q.new_empty(q.shape[0], q.shape[1], heads, value.shape[-1])
+    out.index_copy_(1, tables.exo_idx, F.scaled_dot_product_attention(
+        grouped(q[:, :num_exo], 1), grouped(k, 1), grouped(v, 1)).transpose(1, 2))
+    out.index_copy_(1, tables.ego_idx, torch.lerp(out_e.transpose(1, 2),
+                                                  out_x.to(out_e.dtype), weight))
+    return out.transpose(1, 2)
 
 
 def gga_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -306,7 +334,9 @@ def gga_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     if config.kernel == "split":
         if exo_bias is None:
             exo_bias = gga_exo_bias(tables, config, query.dtype)
-        return _split_attention(query, key, value, tables, exo_bias)
+        outs = [_split_attention(query[b:b + 1], key[b:b + 1], value[b:b + 1], tables,
+                                 exo_bias) for b in range(query.shape[0])]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
     out = query.new_empty(*query.shape[:-1], value.shape[-1])
     out[:, :, tables.exo_idx] = F.scaled_dot_product_attention(
         query[:, :, tables.exo_idx], key, value)

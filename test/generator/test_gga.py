@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from egox_model.bench import random_token_geometry
 from egox_model.errors import InputError
 from egox_model.generator.gga import (GGAAttnProcessor, GGAConfig, gga_attention, gga_bias,
-                                      gga_dense_bias, gga_tables)
+                                      gga_dense_bias, gga_exo_bias, gga_tables)
 from egox_model.geometry.tokens import TokenGeometry
 
 T, H, W_X, W_E = 2, 3, 4, 2  # latent frames, token rows, exo cols, ego cols
@@ -104,6 +105,23 @@ def test_split_equals_dense(form: str) -> None:
     tables, (q, k, v) = gga_tables(_geometry()), _qkv()
     dense = gga_attention(q, k, v, tables, GGAConfig(form=form, kernel="dense"))
     split = gga_attention(q, k, v, tables, GGAConfig(form=form, kernel="split"))
+    torch.testing.assert_close(split, dense, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("rows_per_group", [300, 784, 5000])
+def test_split_row_groups_equal_dense(rows_per_group: int) -> None:
+    """Ego queries cut into batch groups, the last padded (784 = 3 x 262 - 2), Wan's layout."""
+    g = torch.Generator().manual_seed(3)
+    tables = gga_tables(random_token_geometry(1, g))
+    n = tables.num_tokens
+    q, k, v = (torch.randn(1, n, 2, 16, generator=g).transpose(1, 2) for _ in range(3))
+    config = GGAConfig()
+    exo_bias = gga_exo_bias(tables, config, torch.float32, rows_per_group=rows_per_group)
+    groups = {300: 3, 784: 1, 5000: 1}[rows_per_group]
+    assert exo_bias.shape == (groups, -(-784 // groups), n - 784)
+    assert exo_bias.flatten(0, 1)[784:].abs().sum() == 0  # padding rows
+    split = gga_attention(q, k, v, tables, config, exo_bias=exo_bias)
+    dense = gga_attention(q, k, v, tables, GGAConfig(kernel="dense"))
     torch.testing.assert_close(split, dense, atol=1e-4, rtol=0)
 
 
