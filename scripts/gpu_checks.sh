@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# GPU checks on a lent machine that has torch + CUDA but none of our other dependencies:
-# installs the diffusers/transforms3d wheels carried in wheels/ (no network there), stubs
-# OpenCV (not needed on these paths), then runs the GPU benchmarks and a CPU/CUDA renderer
-# equality check. Results go to $OUT (or out/gpu).
+# GPU checks on a lent machine whose image has torch + CUDA, transformers, peft, OpenCV and
+# pytest but not diffusers or transforms3d: installs those two from the wheels carried in
+# wheels/ (no network there; `pip download --no-deps diffusers==0.42.1 transforms3d==0.4.2
+# -d wheels`), then runs a CPU/CUDA renderer equality check, the GPU benchmarks and the
+# CUDA-only tests (test/cuda). Results go to $OUT (or out/gpu).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu}; mkdir -p "$OUT"
 SITE=$(mktemp -d)
 pip install -q --no-deps --target "$SITE" wheels/*.whl
-printf 'INTER_LINEAR = 1\nINTER_NEAREST = 0\nINTER_AREA = 3\n' > "$SITE/cv2.py"
 export PYTHONPATH="$PWD:$SITE"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python - <<'PY' 2>&1 | tee "$OUT/render_cuda.txt"
@@ -50,3 +50,4 @@ import json
 from egox_model.bench.step import StepBenchConfig, format_step_bench, run_step_bench
 r = run_step_bench(StepBenchConfig(device='cuda', kernel='split', repeats=2))
 print(format_step_bench(r)); print(json.dumps(r))" 2>&1 | tail -30 | tee "$OUT/step_split.txt"
+python3 -m pytest --noconftest -q -p no:cacheprovider test/cuda 2>&1 | tail -15 | tee "$OUT/test_cuda.txt"

@@ -254,17 +254,21 @@ def _sdpa_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
             query, key, value, 0.0, False, attn_mask=bias)
     if bias is not None:
         bias = bias.expand(query.shape[0], query.shape[1], -1, -1)
-    # cuDNN is the fastest kernel with a bias on Hopper (H200, all ego rows of the default
-    # clip against all keys: 19.5 ms against 45.9 ms for the memory-efficient kernel).
-    try:
-        out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
-            query, key, value, bias, True, 0.0, False, False)[:2]
-    except RuntimeError:
-        if bias is None:
-            out, lse = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value)[:2]
-        else:
-            out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
-                query, key, value, bias, True)[:2]
+    half = query.dtype in (torch.float16, torch.bfloat16)
+    out = None
+    if half:
+        # cuDNN is the fastest kernel with a bias on Hopper (H200, all ego rows of the default
+        # clip against all keys: 19.5 ms against 45.9 ms for the memory-efficient kernel).
+        try:
+            out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(
+                query, key, value, bias, True, 0.0, False, False)[:2]
+        except RuntimeError:  # no cuDNN attention on this GPU
+            pass
+    if out is None and half and bias is None:
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value)[:2]
+    elif out is None:  # float32, or a bias without cuDNN
+        out, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+            query, key, value, bias, True)[:2]
     return out, lse.reshape(*query.shape[:2], -1)[..., :query.shape[2]]
 
 

@@ -56,23 +56,24 @@ def _latent_stats(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def encode_video(vae, video: torch.Tensor) -> torch.Tensor:
+def encode_video(vae, video: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Normalized VAE latent (mode of the posterior) of a (1, 3, F, H, W) video in [-1, 1].
 
-    Returns (1, z_dim, T, H/8, W/8) float32, normalized with the VAE's latents_mean/std as
-    diffusers' Wan pipelines do.
+    `device` is where the VAE runs: the pipeline's execution device, not the VAE's current
+    parameter device (with model CPU offload the VAE moves there only inside `encode`).
+    Returns (1, z_dim, T, H/8, W/8) float32 on `device`, normalized with the VAE's
+    latents_mean/std as diffusers' Wan pipelines do.
     """
-    param = next(vae.parameters())
-    latents = vae.encode(video.to(param.device, param.dtype)).latent_dist.mode().float()
+    latents = vae.encode(video.to(device, vae.dtype)).latent_dist.mode().float()
     mean, std = _latent_stats(vae, latents)
     return (latents - mean) / std
 
 
-def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """(1, 3, F, H, W) video in [-1, 1] from normalized latents (1, z_dim, T, h, w)."""
-    param = next(vae.parameters())
+def decode_latents(vae, latents: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(1, 3, F, H, W) video in [-1, 1] from normalized latents (1, z_dim, T, h, w); the VAE
+    runs on `device` (as in `encode_video`)."""
     mean, std = _latent_stats(vae, latents.float())
-    latents = (latents.float() * std + mean).to(param.device, param.dtype)
+    latents = (latents.float() * std + mean).to(device, vae.dtype)
     return vae.decode(latents, return_dict=False)[0]
 
 

@@ -124,8 +124,7 @@ class EgoXWanPipeline(DiffusionPipeline):
         if self.transformer.config.image_dim is None:
             return None
         inputs = self.image_processor(images=image, return_tensors="pt")
-        param = next(self.image_encoder.parameters())
-        pixels = inputs["pixel_values"].to(param.device, param.dtype)
+        pixels = inputs["pixel_values"].to(self._execution_device, self.image_encoder.dtype)
         hidden = self.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
         return hidden[-2].to(self._execution_device, self.transformer.dtype)
 
@@ -140,12 +139,12 @@ class EgoXWanPipeline(DiffusionPipeline):
         [mask | x0 | p0]; exo_noise: the noise of the noisy-exo ablation.
         """
         device = self._execution_device
-        x0 = encode_video(self.vae, frames_to_video_tensor(exo_frames)).to(device)
+        x0 = encode_video(self.vae, frames_to_video_tensor(exo_frames), device)
         if options.zero_prior:
             p0_shape = x0.shape[:-1] + (prior_frames.shape[2] // 8,)
             p0 = torch.zeros(p0_shape, device=device)
         else:
-            p0 = encode_video(self.vae, frames_to_video_tensor(prior_frames)).to(device)
+            p0 = encode_video(self.vae, frames_to_video_tensor(prior_frames), device)
         noise = torch.randn(x0.shape[:-1] + (x0.shape[-1] + p0.shape[-1],),
                             generator=generator, dtype=torch.float32).to(device)
         exo_width = x0.shape[-1]
@@ -158,7 +157,8 @@ class EgoXWanPipeline(DiffusionPipeline):
                    latents: torch.Tensor, options: ConditioningOptions) -> np.ndarray:
         """The (H, W_x + W_e, 3) uint8 image CLIP sees: see WanConfig.clip_image."""
         if options.clip_image == "official":
-            return video_tensor_to_frames(decode_latents(self.vae, latents[:, :, :1]))[0]
+            first = decode_latents(self.vae, latents[:, :, :1], self._execution_device)
+            return video_tensor_to_frames(first)[0]
         prior = np.zeros_like(prior_frames[0]) if options.zero_prior else prior_frames[0]
         return np.concatenate([exo_frames[0], prior], axis=1)
 
@@ -239,6 +239,7 @@ class EgoXWanPipeline(DiffusionPipeline):
 
         # 6. Decode the ego half only
         ego_latents = latents[..., exo_width:]
-        frames = video_tensor_to_frames(decode_latents(self.vae, ego_latents))
+        video = decode_latents(self.vae, ego_latents, self._execution_device)
+        frames = video_tensor_to_frames(video)
         self.maybe_free_model_hooks()
         return EgoXWanPipelineOutput(frames=frames, latents=ego_latents)
