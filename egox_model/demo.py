@@ -112,7 +112,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 0, generator: Generator | str =
         "ms_per_frame": {k: round(v, 3) for k, v in output.ms_per_frame.items()},
         "scene_render_s": round(scene_s, 3),
         "points": prior.fusion.get("points"),
-        "note": output.diagnostics.get("note", ""),
+        "diagnostics": output.diagnostics,
     }
     write_video(out_dir / "exo.mp4", scene.exo_rgb, scene.fps)
     write_video(out_dir / "prior.mp4", prior.rgb, scene.fps)

@@ -138,18 +138,29 @@ def bench_ros(json_out: bool = typer.Option(False, "--json", help="last line: on
 @app.command()
 def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output directory"),
          seed: int = typer.Option(0, help="scene seed"),
-         generator: str = typer.Option("prior", help="generator backend"),
-         model_dir: Optional[str] = typer.Option(None, help="local model directory"),
-         lora: Optional[str] = typer.Option(None, help="local LoRA weights file"),
+         generator: str = typer.Option("prior", help="generator backend: prior or wan"),
+         model_dir: Optional[str] = typer.Option(None, help="wan: local model directory"),
+         lora: Optional[str] = typer.Option(None, help="wan: local LoRA weights file"),
+         steps: Optional[int] = typer.Option(None, help="wan: denoising steps (default 50)"),
+         cpu_offload: bool = typer.Option(False, help="wan: model CPU offload (less GPU "
+                                                      "memory)"),
+         vae_tiling: bool = typer.Option(False, help="wan: tiled VAE encode/decode"),
          ros: bool = typer.Option(True, help="also run the scene through ROS 2 (DIR/bag/)")
          ) -> None:
     """Synthetic scene -> prior -> generator -> files, then the same scene through ROS 2."""
     from egox_ros.ros_demo import run_demo_with_ros
 
+    wan_options = {k: v for k, v in (("model_dir", model_dir), ("lora_path", lora),
+                                     ("num_inference_steps", steps),
+                                     ("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling))
+                   if v}
+    if wan_options and generator != "wan":
+        raise typer.BadParameter(f"--model-dir, --lora, --steps, --cpu-offload and "
+                                 f"--vae-tiling are options of --generator wan, not "
+                                 f"{generator!r}", param_hint="--generator")
     out.mkdir(parents=True, exist_ok=True)
     local_ros_env(out)
-    report = run_demo_with_ros(out, seed=seed, generator=generator, model_dir=model_dir,
-                               lora_path=lora, ros=ros)
+    report = run_demo_with_ros(out, seed=seed, generator=generator, ros=ros, **wan_options)
     keys = ("backend", "frames", "ego_messages", "stamps_match", "latency_ms")
     typer.echo(json.dumps({k: report.get(k) for k in keys}))
     typer.echo(f"wrote {out}/: exo.mp4 prior.mp4 ego.mp4 preview.png report.json"

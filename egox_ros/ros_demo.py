@@ -82,22 +82,27 @@ def read_back(bag: Path, reference: np.ndarray | None = None,
 
 
 def run_demo_with_ros(out_dir: str | Path, *, seed: int = 0, generator: str = "prior",
-                      model_dir: str | None = None, lora_path: str | None = None,
-                      ros: bool = True, scene_config: Any = None) -> dict[str, Any]:
+                      ros: bool = True, scene_config: Any = None,
+                      **generator_options: Any) -> dict[str, Any]:
     """`egox demo`: the file demo (egox_model.demo.run_demo), then the same scene, with the
-    depth the file demo fused, through ROS 2; merges the ROS keys into report.json."""
+    depth the file demo fused, through ROS 2; merges the ROS keys into report.json.
+    `generator_options` go to the backend (`wan`: model_dir, lora_path, num_inference_steps,
+    cpu_offload, ...)."""
     from egox_model.demo import run_demo, write_report
     from egox_model.generator import make_generator
 
-    options = {k: v for k, v in (("model_dir", model_dir), ("lora_path", lora_path)) if v}
-    backend = make_generator(generator, **options)
+    backend = make_generator(generator, **generator_options)
     out_dir = Path(out_dir)
     result = run_demo(out_dir, seed=seed, generator=backend, scene_config=scene_config)
     report = dict(result.report)
     if ros:
+        # The ROS stage generates the same clip again: allow 3x what the file demo took (a
+        # 50-step 14B clip takes minutes) on top of the fixed budget.
+        generate_s = sum(result.output.ms_per_frame.values()) * result.clip.num_frames / 1e3
         additions = run_ros_stage(result.scene, out_dir, backend,
                                   depth_m=result.output.prior.exo_depth_m,
-                                  reference=result.output.ego_rgb)
+                                  reference=result.output.ego_rgb,
+                                  timeout_s=300.0 + 3.0 * generate_s)
         report.update(additions)
         write_report(out_dir / "report.json", report)
     return report

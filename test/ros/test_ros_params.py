@@ -87,3 +87,14 @@ def test_convert_cli_rejects_a_malformed_remap(tmp_path):
                                       "--remap", "exo/image_raw"])
     assert result.exit_code == 2
     assert "must be REL=ABS" in result.output
+
+
+def test_demo_cli_rejects_wan_options_for_another_backend(tmp_path):
+    from typer.testing import CliRunner
+
+    from egox_ros.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--steps", "3"])
+    assert result.exit_code == 2
+    assert "options of --generator wan" in result.output
+    assert not any(tmp_path.iterdir())  # nothing ran
