@@ -15,9 +15,7 @@ from egox_model.bench import random_token_geometry
 from egox_model.clip import Clip
 from egox_model.generator.gga import GGAConfig, gga_attention, gga_tables
 from egox_model.generator.wan import WanConfig, WanGenerator
-from egox_model.generator.wan.tiny import save_tiny_model_dir
-from egox_model.geometry.camera import Intrinsics
-from egox_model.geometry.pose import look_at
+from egox_model.generator.wan.tiny import save_tiny_model_dir, tiny_clip
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -35,22 +33,6 @@ def test_kernels_equal_dense_on_cuda(kernel: str, dtype: torch.dtype, atol: floa
     torch.testing.assert_close(out, dense, atol=atol, rtol=0)
 
 
-def _clip(frames: int = 17) -> Clip:
-    """A textured plane 2.5-4 m in front of a static exo camera; the ego camera pans."""
-    height, width = 448, 784
-    yy, xx = np.mgrid[0:height, 0:width]
-    rgb = np.stack([xx * 255 // width, yy * 255 // height,
-                    ((xx // 32 + yy // 32) % 2) * 255], -1).astype(np.uint8)
-    depth_m = (2.5 + 0.5 * np.sin(xx / 60.0) + yy / height).astype(np.float32)
-    ego_c2w = np.stack([look_at([0.3 * (i / frames - 0.5), -0.1, 0.3], [0.0, 0.0, 3.0],
-                                up=[0, -1, 0]) for i in range(frames)])
-    return Clip(exo_rgb=np.repeat(rgb[None], frames, 0),
-                exo_K=Intrinsics(420.0, 420.0, (width - 1) / 2, (height - 1) / 2, width, height),
-                exo_c2w=np.repeat(np.eye(4)[None], frames, 0),
-                ego_K=Intrinsics(300.0, 300.0, 223.5, 223.5, 448, 448), ego_c2w=ego_c2w,
-                exo_depth_m=np.repeat(depth_m[None], frames, 0), prompt="a red cup")
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory):
     return save_tiny_model_dir(tmp_path_factory.mktemp("wan") / "model")
@@ -60,6 +42,11 @@ def _generate(model_dir, clip: Clip, **options) -> np.ndarray:
     config = WanConfig(model_dir=model_dir, device="cuda", num_inference_steps=3,
                        progress=False, **options)
     return WanGenerator(config).generate(clip).ego_rgb
+
+
+def _clip() -> Clip:
+    """17 frames at the default clip size, 448 x 784 | 448 x 448."""
+    return tiny_clip(frames=17, exo_hw=(448, 784), ego_hw=(448, 448))
 
 
 def test_cpu_offload_gives_the_same_video(model_dir) -> None:

@@ -12,16 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from egox_model.clip import Clip
 from egox_model.errors import InputError, ModelLoadError
 from egox_model.generator.wan import WanGenerator
 from egox_model.generator.wan.conditioning import ConditioningOptions, condition_mask
 from egox_model.generator.wan.loading import check_model_dir, load_scheduler
 from egox_model.generator.wan.lora import add_lora, save_lora
 from egox_model.generator.wan.text_cache import TEXT_LENGTH
-from egox_model.generator.wan.tiny import save_tiny_model_dir
-from egox_model.geometry.camera import Intrinsics
-from egox_model.geometry.pose import look_at
+from egox_model.generator.wan.tiny import save_tiny_model_dir, tiny_clip
 from egox_model.geometry.tokens import token_geometry
 
 FRAMES, EXO_HW, EGO_HW = 5, (32, 48), (32, 32)
@@ -31,21 +28,6 @@ EXO_LATENT_W, EGO_LATENT_W = EXO_HW[1] // 8, EGO_HW[1] // 8
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return save_tiny_model_dir(tmp_path_factory.mktemp("wan") / "model")
-
-
-def make_clip(frames: int = FRAMES, exo_hw=EXO_HW, ego_hw=EGO_HW, seed: int = 0) -> Clip:
-    """A small clip: textured exo frames of a plane 2 m away, ego camera moving sideways."""
-    rng = np.random.default_rng(seed)
-    (eh, ew), (gh, gw) = exo_hw, ego_hw
-    exo = rng.integers(0, 256, (frames, eh, ew, 3), dtype=np.uint8)
-    exo_K = Intrinsics(40.0, 40.0, (ew - 1) / 2, (eh - 1) / 2, ew, eh)
-    ego_K = Intrinsics(30.0, 30.0, (gw - 1) / 2, (gh - 1) / 2, gw, gh)
-    exo_c2w = np.repeat(look_at([0.0, -2.0, 1.0], [0.0, 0.0, 0.8])[None], frames, axis=0)
-    ego_c2w = np.stack([look_at([0.05 * i, -1.5, 1.1], [0.0, 0.0, 0.8]) for i in range(frames)])
-    return Clip(exo, exo_K, exo_c2w, ego_K, ego_c2w,
-                stamps_ns=np.arange(frames, dtype=np.int64) * 33_000_000,
-                exo_depth_m=np.full((frames, eh, ew), 2.0, np.float32),
-                dynamic_mask=np.zeros((frames, eh, ew), bool), prompt="a person picks up the cup")
 
 
 def make_generator(model_dir, **options) -> WanGenerator:
@@ -60,7 +42,7 @@ def generator(model_dir):
 
 
 def test_generate_end_to_end(generator):
-    clip = make_clip()
+    clip = tiny_clip()
     steps = []
     out = generator.generate(clip, callback=lambda i, n: steps.append((i, n)))
     assert out.backend == "wan"
@@ -84,7 +66,7 @@ def test_exo_half_is_x0_after_every_step(generator, monkeypatch, scheduler):
     def record(pipe, i, t, tensors):
         seen.append((tensors["latents"].clone(), tensors["exo_latents"].clone()))
 
-    clip = make_clip()
+    clip = tiny_clip()
     prior = np.zeros((FRAMES, *EGO_HW, 3), np.uint8)
     generator.pipe(clip.exo_rgb, prior, clip.prompt, num_inference_steps=3,
                    generator=torch.Generator().manual_seed(0), callback_on_step_end=record)
@@ -106,7 +88,7 @@ def test_only_the_ego_half_is_decoded(generator, monkeypatch, clip_image):
         return original(latents, *args, **kwargs)
 
     monkeypatch.setattr(vae, "decode", spy)
-    clip = make_clip()
+    clip = tiny_clip()
     out = generator.pipe(clip.exo_rgb, np.zeros((FRAMES, *EGO_HW, 3), np.uint8), "",
                          num_inference_steps=2, generator=torch.Generator().manual_seed(0),
                          options=ConditioningOptions(clip_image=clip_image))
@@ -120,7 +102,7 @@ def test_only_the_ego_half_is_decoded(generator, monkeypatch, clip_image):
 
 
 def test_same_seed_same_video_other_seed_differs(generator, model_dir):
-    clip = make_clip()
+    clip = tiny_clip()
     first = generator.generate(clip).ego_rgb
     np.testing.assert_array_equal(first, generator.generate(clip).ego_rgb)
     other = make_generator(model_dir, seed=1).generate(clip).ego_rgb
@@ -128,7 +110,7 @@ def test_same_seed_same_video_other_seed_differs(generator, model_dir):
 
 
 def test_gga_wiring_and_ablation_switches(generator, model_dir):
-    clip = make_clip()
+    clip = tiny_clip()
     prior = np.zeros((FRAMES, *EGO_HW, 3), np.uint8)
     geometry = token_geometry(clip.exo_K, clip.exo_c2w, clip.exo_depth_m, clip.ego_K,
                               clip.ego_c2w)
@@ -168,7 +150,7 @@ def test_lora_from_file_changes_the_output(generator, model_dir, tmp_path):
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.2)
     path = save_lora(transformer, tmp_path / "lora")
-    clip = make_clip()
+    clip = tiny_clip()
     with_lora = make_generator(model_dir, lora_path=path)
     assert with_lora.loaded["lora"]["rank"] == 4
     out = with_lora.generate(clip).ego_rgb
@@ -242,7 +224,7 @@ def test_bad_model_dirs_raise_clear_errors(model_dir, tmp_path):
 ])
 def test_mismatched_clip_shapes_are_rejected(generator, kwargs, message):
     with pytest.raises(InputError, match=message):
-        generator.generate(make_clip(**kwargs))
+        generator.generate(tiny_clip(**kwargs))
 
 
 def test_egox_generate_command(model_dir, tmp_path):
@@ -253,7 +235,7 @@ def test_egox_generate_command(model_dir, tmp_path):
     from egox_model.geometry.camera import CameraModel
     from egox_model.video import write_video
 
-    clip = make_clip()
+    clip = tiny_clip()
     write_video(tmp_path / "exo.mp4", clip.exo_rgb, fps=30.0)
     write_camera(tmp_path / "exo.json", CameraModel(clip.exo_K), clip.exo_c2w[0])
     write_camera(tmp_path / "ego.json", CameraModel(clip.ego_K), clip.ego_c2w)

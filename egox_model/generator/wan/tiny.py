@@ -1,4 +1,5 @@
-"""A tiny random-weight Wan 2.1 I2V model directory, for tests and CPU smoke runs.
+"""A tiny random-weight Wan 2.1 I2V model directory, and a synthetic clip to feed it, for
+tests and smoke runs.
 
 Same diffusers layout and classes as Wan2.1-I2V-14B-480P-Diffusers, so it goes through the
 same loading code; built offline (the tokenizer is a WordLevel vocabulary made here).
@@ -7,9 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
-__all__ = ["TINY_TRANSFORMER", "save_tiny_model_dir"]
+from egox_model.clip import Clip
+from egox_model.geometry.camera import Intrinsics
+from egox_model.geometry.pose import look_at
+
+__all__ = ["TINY_TRANSFORMER", "save_tiny_model_dir", "tiny_clip"]
 
 #: Tiny I2V transformer: in 36 = 16 + 4 + 16, 2 layers, 2 heads x 16.
 TINY_TRANSFORMER = dict(
@@ -61,3 +67,24 @@ def save_tiny_model_dir(path: Path, *, seed: int = 0) -> Path:
         path / "image_processor")
     FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(path / "scheduler")
     return path
+
+
+def tiny_clip(frames: int = 5, exo_hw: tuple[int, int] = (32, 48),
+              ego_hw: tuple[int, int] = (32, 32), seed: int = 0) -> Clip:
+    """Random-texture exo frames of a plane 2 m away, the ego camera moving sideways.
+
+    Sizes are (H, W) in pixels; focal lengths scale with the width (40 px at an exo width of
+    48, 30 px at an ego width of 32), so any size sees the same scene.
+    """
+    rng = np.random.default_rng(seed)
+    (eh, ew), (gh, gw) = exo_hw, ego_hw
+    exo = rng.integers(0, 256, (frames, eh, ew, 3), dtype=np.uint8)
+    exo_f, ego_f = 40.0 * ew / 48, 30.0 * gw / 32
+    exo_K = Intrinsics(exo_f, exo_f, (ew - 1) / 2, (eh - 1) / 2, ew, eh)
+    ego_K = Intrinsics(ego_f, ego_f, (gw - 1) / 2, (gh - 1) / 2, gw, gh)
+    exo_c2w = np.repeat(look_at([0.0, -2.0, 1.0], [0.0, 0.0, 0.8])[None], frames, axis=0)
+    ego_c2w = np.stack([look_at([0.05 * i, -1.5, 1.1], [0.0, 0.0, 0.8]) for i in range(frames)])
+    return Clip(exo, exo_K, exo_c2w, ego_K, ego_c2w,
+                stamps_ns=np.arange(frames, dtype=np.int64) * 33_000_000,
+                exo_depth_m=np.full((frames, eh, ew), 2.0, np.float32),
+                dynamic_mask=np.zeros((frames, eh, ew), bool), prompt="a person picks up the cup")
