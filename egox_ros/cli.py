@@ -153,7 +153,7 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output 
     wan_options = {k: v for k, v in (("model_dir", model_dir), ("lora_path", lora),
                                      ("num_inference_steps", steps),
                                      ("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling))
-                   if v}
+                   if v is not None and v is not False}
     if wan_options and generator != "wan":
         raise typer.BadParameter(f"--model-dir, --lora, --steps, --cpu-offload and "
                                  f"--vae-tiling are options of --generator wan, not "

@@ -98,3 +98,15 @@ def test_demo_cli_rejects_wan_options_for_another_backend(tmp_path):
     assert result.exit_code == 2
     assert "options of --generator wan" in result.output
     assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_demo_cli_passes_a_bad_step_count_on_to_be_rejected(tmp_path):
+    from typer.testing import CliRunner
+
+    from egox_model.errors import InputError
+    from egox_ros.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--generator", "wan",
+                                      "--model-dir", str(tmp_path), "--steps", "0", "--no-ros"])
+    assert isinstance(result.exception, InputError)
+    assert "num_inference_steps" in str(result.exception)
