@@ -75,7 +75,8 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
     from tqdm import tqdm
 
     from egox_ros.convert import convert_bag
-    from egox_ros.errors import BagError, ConfigError
+    from egox_model.errors import ConfigError
+    from egox_ros.errors import BagError
     from egox_ros.node import make_backend
     from egox_ros.params import EgoxConfig, load_yaml
 

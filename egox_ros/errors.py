@@ -1,9 +1,9 @@
-"""Exceptions raised by egox_ros. Each carries a short `cause` used as a diagnostics counter key."""
+"""Errors of the ROS side, in the hierarchy rooted at `egox_model.errors.EgoxError`."""
 from __future__ import annotations
 
 from egox_model.errors import EgoxError, InputError
 
-__all__ = ["BagError", "ConfigError", "MessageError"]
+__all__ = ["BagError", "MessageError"]
 
 
 class MessageError(InputError):
@@ -16,10 +16,6 @@ class MessageError(InputError):
     def __init__(self, cause: str, message: str) -> None:
         super().__init__(message)
         self.cause = cause
-
-
-class ConfigError(EgoxError, ValueError):
-    """A node / converter parameter is invalid; the message names the parameter and the fix."""
 
 
 class BagError(EgoxError):

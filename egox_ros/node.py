@@ -26,7 +26,7 @@ from std_msgs.msg import String
 from egox_model.clip import Clip
 from egox_model.errors import EgoxError
 from egox_model.generator.base import Generator
-from egox_ros.errors import ConfigError
+from egox_model.errors import ConfigError
 from egox_ros.messages import RclpyFactory
 from egox_ros.params import EgoxConfig, declare_config
 from egox_ros.pipeline import ExoPipeline, output_messages

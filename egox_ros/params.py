@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from egox_ros.errors import ConfigError
+from egox_model.errors import ConfigError
 from egox_ros.work_queue import OVERFLOW_POLICIES
 
 __all__ = ["EgoxConfig", "config_from_dict", "declare_config", "load_yaml"]

@@ -7,7 +7,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
-from egox_ros.errors import ConfigError
+from egox_model.errors import ConfigError
 
 __all__ = ["spin_node"]
 

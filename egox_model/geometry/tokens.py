@@ -15,12 +15,10 @@ import torch.nn.functional as F
 
 from egox_model.errors import InputError
 from egox_model.geometry.camera import Intrinsics
+from egox_model.geometry.latent_grid import PATCH, VAE_SPACE, VAE_TIME, check_num_frames
 from egox_model.geometry.projection import backproject, pixel_rays, transform_points
 
-__all__ = ["PATCH", "VAE_SPACE", "VAE_TIME", "TokenGeometry", "latent_frame_indices",
-           "token_geometry"]
-
-VAE_TIME, VAE_SPACE, PATCH = 4, 8, 2
+__all__ = ["TokenGeometry", "latent_frame_indices", "token_geometry"]
 
 
 @dataclass
@@ -59,8 +57,7 @@ class TokenGeometry:
 
 def latent_frame_indices(num_frames: int) -> np.ndarray:
     """Pixel frame represented by each latent frame: 0, 4, 8, ... (F must be 4k+1)."""
-    if num_frames < 1 or (num_frames - 1) % VAE_TIME:
-        raise InputError(f"frames must be 4k+1 for Wan's VAE, got {num_frames}")
+    check_num_frames(num_frames)
     return np.arange(0, num_frames, VAE_TIME)
 
 

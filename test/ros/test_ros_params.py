@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from egox_ros.errors import ConfigError
+from egox_model.errors import ConfigError
 from egox_ros.params import EgoxConfig, config_from_dict, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from egox_model.generator.wan.conditioning import ConditioningOptions
 from egox_model.generator.wan.config import WanConfig
 from egox_model.generator.wan.loading import load_components, load_text_encoder, resolve_dtype
 from egox_model.generator.wan.lora import fuse_lora, load_lora
-from egox_model.generator.wan.pipeline import (EgoXWanPipeline, check_clip_shapes,
-                                               install_attn1_processor)
+from egox_model.generator.wan.pipeline import EgoXWanPipeline, install_attn1_processor
 from egox_model.generator.wan.text_cache import (PromptEncoder, TextEmbeddingCache,
                                                  text_encoder_key)
+from egox_model.geometry.latent_grid import check_clip_shapes
 from egox_model.geometry.tokens import token_geometry
 from egox_model.prior import render_ego_prior, stage_timer
 

@@ -12,11 +12,10 @@ import torch
 
 from egox_model.errors import InputError
 from egox_model.generator.wan.config import CLIP_IMAGE_CHOICES, MASK_LAYOUTS
+from egox_model.geometry.latent_grid import VAE_TIME, check_num_frames
 
 __all__ = ["ConditioningOptions", "build_condition", "condition_mask", "decode_latents",
            "encode_video", "frames_to_video_tensor", "noisy_exo", "video_tensor_to_frames"]
-
-VAE_TIME = 4
 
 
 @dataclass(frozen=True)
@@ -86,8 +85,7 @@ def condition_mask(num_frames: int, height: int, exo_width: int, ego_width: int,
     layout 'official': only frame 0 is marked (the release's inference code), so only latent
     frame 0's exo region is 1; 'exo': every frame's exo columns are 1.
     """
-    if num_frames < 1 or (num_frames - 1) % VAE_TIME:
-        raise InputError(f"frames must be 4k+1 for Wan's VAE, got {num_frames}")
+    check_num_frames(num_frames)
     frames = torch.zeros(num_frames, exo_width + ego_width, device=device)
     marked = slice(0, 1) if layout == "official" else slice(None)
     frames[marked, :exo_width] = 1.0

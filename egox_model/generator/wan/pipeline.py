@@ -19,11 +19,11 @@ from egox_model.generator.wan.conditioning import (
     ConditioningOptions, build_condition, condition_mask, decode_latents, encode_video,
     frames_to_video_tensor, noisy_exo, video_tensor_to_frames)
 from egox_model.generator.wan.text_cache import PromptEncoder
+from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, check_clip_shapes
 
-__all__ = ["EgoXWanPipeline", "EgoXWanPipelineOutput", "StepEndCallback", "check_clip_shapes",
+__all__ = ["EgoXWanPipeline", "EgoXWanPipelineOutput", "StepEndCallback",
            "install_attn1_processor"]
 
-VAE_TIME, PIXELS_PER_TOKEN = 4, 16
 #: callback(pipe, step_index, timestep, tensors) after each step; tensors holds "latents"
 #: (1, 16, T, h, w_x + w_e), the full-width state, and "exo_latents" x0 (1, 16, T, h, w_x).
 StepEndCallback = Callable[["EgoXWanPipeline", int, torch.Tensor, dict], None]
@@ -35,24 +35,6 @@ class EgoXWanPipelineOutput(BaseOutput):
 
     frames: np.ndarray
     latents: torch.Tensor
-
-
-def check_clip_shapes(num_frames: int, exo_hw: tuple[int, int], ego_hw: tuple[int, int]) -> None:
-    """Reject shapes Wan cannot take, naming the value and the fix (nothing is rounded).
-
-    Frames must be 4k+1 (49 by default); heights and widths multiples of 16 (VAE 8 x patch 2);
-    exo and ego heights equal (they are concatenated along the width).
-    """
-    if num_frames < 1 or (num_frames - 1) % VAE_TIME:
-        raise InputError(f"clip has {num_frames} frames but Wan's VAE needs 4k+1 (e.g. 49); "
-                         f"trim it to {max(1, (num_frames - 1) // VAE_TIME * VAE_TIME + 1)}")
-    for name, (h, w) in (("exo", exo_hw), ("ego", ego_hw)):
-        if h % PIXELS_PER_TOKEN or w % PIXELS_PER_TOKEN:
-            raise InputError(f"{name} frames are {h}x{w} (HxW) but height and width have to be "
-                             f"divisible by 16; resize or crop them (and their intrinsics)")
-    if exo_hw[0] != ego_hw[0]:
-        raise InputError(f"exo height {exo_hw[0]} != ego height {ego_hw[0]}: the two halves "
-                         "are concatenated side by side; use equal heights (448 by default)")
 
 
 def install_attn1_processor(transformer, processor) -> None:
