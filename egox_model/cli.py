@@ -5,9 +5,15 @@ calls into the library, so the same code runs from Python, ROS parameters and th
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
+
+from egox_model.config import from_flat
+from egox_model.config.flags import with_settings
+from egox_model.errors import EgoxError
+from egox_model.generator.config import GeneratorConfig
 
 app = typer.Typer(help="EgoX exo-to-ego video synthesis.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -53,6 +59,7 @@ def bench_prior(
 
 
 @app.command("generate")
+@with_settings(GeneratorConfig)
 def generate(
     exo: Path = typer.Option(..., "--exo", help="Exo video file (mp4, ...)."),
     exo_camera: Path = typer.Option(..., "--exo-camera",
@@ -61,32 +68,23 @@ def generate(
                                    help="Ego camera + trajectory JSON/NPZ, one c2w per frame."),
     exo_depth: Path = typer.Option(..., "--exo-depth",
                                    help="NPZ: depth_m, or depth_mono_m + depth_video."),
-    model_dir: Path = typer.Option(..., "--model-dir", help="Local diffusers-layout Wan 2.1 I2V."),
-    lora: Path = typer.Option(None, "--lora", help="EgoX LoRA .safetensors (official keys ok)."),
     out: Path = typer.Option(Path("out/generate"), "--out", help="Output folder."),
     prompt: str = typer.Option("", help="Text prompt describing the scene."),
-    frames: int = typer.Option(49, help="Frames to use from the start of the video (4k+1)."),
-    steps: int = typer.Option(50, help="Denoising steps."),
-    guidance: float = typer.Option(5.0, help="Classifier-free guidance scale."),
-    seed: int = typer.Option(0, help="Noise seed."),
-    gga: bool = typer.Option(True, "--gga/--no-gga", help="Geometry-Guided Attention."),
-    gga_strength: float = typer.Option(3.0, help="GGA lambda."),
-    device: str = typer.Option(None, help="cuda, cuda:N or cpu (default: cuda if present)."),
-    cpu_offload: bool = typer.Option(False, help="Model CPU offload (less GPU memory)."),
-    vae_tiling: bool = typer.Option(False, help="Tiled VAE encode/decode."),
-    text_cache: Path = typer.Option(None, help="Folder caching prompt embeddings."),
+    frames: int = typer.Option(49, min=1, help="Frames to use from the start of the video "
+                                               "(backend 'wan': 4k+1)."),
+    settings: dict = None,
 ) -> None:
-    """Offline generation from files with the `wan` backend: writes ego.mp4, prior.mp4,
-    ego_stamps_ns.npy and report.json to --out."""
+    """Offline generation from files with any backend (`--backend wan --wan.model_dir DIR`):
+    writes ego.mp4, prior.mp4, ego_stamps_ns.npy and report.json to --out. Every setting of
+    the generator tree is a flag (`egox params` lists them)."""
     from egox_model.clip_io import load_clip, write_generation
-    from egox_model.generator.wan import WanConfig, WanGenerator
+    from egox_model.generator import make_generator
 
+    config = from_flat(GeneratorConfig, settings)
     clip = load_clip(exo, exo_camera, ego_poses, exo_depth, prompt=prompt, max_frames=frames)
-    config = WanConfig(model_dir=model_dir, lora_path=lora, num_inference_steps=steps,
-                       guidance_scale=guidance, seed=seed, gga=gga, gga_strength=gga_strength,
-                       device=device, cpu_offload=cpu_offload, vae_tiling=vae_tiling,
-                       text_cache_dir=text_cache)
-    output = WanGenerator(config).generate(clip)
+    config.check_clip_shapes(clip.num_frames, clip.exo_rgb.shape[1:3],
+                             (clip.ego_K.height, clip.ego_K.width))
+    output = make_generator(config).generate(clip)
     report = write_generation(out, output, clip.fps)
     typer.echo(f"wrote {out}/ego.mp4 ({report['frames']} frames), prior.mp4, report.json")
 
@@ -115,9 +113,18 @@ def bench_step(
         typer.echo(json.dumps(result))
 
 
+def run(command: typer.Typer) -> None:
+    """Run a typer app; a user error (any EgoxError) ends as one line and exit status 2."""
+    try:
+        command()
+    except EgoxError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,9 @@ import numpy as np
 
 from egox_model.clip import Clip
 from egox_model.errors import InputError
-from egox_model.generator.base import GeneratorOutput
 from egox_model.geometry.camera import CameraModel
 from egox_model.geometry.pose import check_c2w, pose_to_c2w
+from egox_model.output import GeneratorOutput
 from egox_model.video import read_video, write_video
 
 __all__ = ["CameraTrack", "load_clip", "read_camera", "read_depth", "write_camera",

@@ -16,7 +16,7 @@ import numpy as np
 
 from egox_model.clip import Clip
 from egox_model.eval.metrics import psnr, ssim
-from egox_model.generator import Generator, GeneratorOutput, make_generator
+from egox_model.generator import Generator, GeneratorConfig, GeneratorOutput, make_generator
 from egox_model.geometry.dynamic import motion_masks
 from egox_model.scene import SceneClip, SceneConfig, render_scene, synthetic_depth_estimates
 from egox_model.video import write_video
@@ -70,13 +70,15 @@ def write_report(path: Path, report: dict) -> None:
     path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
-def run_demo(out_dir: str | Path, *, seed: int = 0, generator: Generator | str = "prior",
-             scene_config: SceneConfig | None = None, **generator_options) -> DemoResult:
-    """Run the demo and write exo.mp4, prior.mp4, ego.mp4, preview.png, report.json."""
+def run_demo(out_dir: str | Path, *, seed: int = 0,
+             generator: Generator | GeneratorConfig = GeneratorConfig(),
+             scene_config: SceneConfig | None = None) -> DemoResult:
+    """Run the demo and write exo.mp4, prior.mp4, ego.mp4, preview.png, report.json;
+    `generator` is a built backend or the config to build one from."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(generator, str):
-        generator = make_generator(generator, **generator_options)
+    if isinstance(generator, GeneratorConfig):
+        generator = make_generator(generator)
     scene_config = scene_config or SceneConfig(seed=seed)
 
     start = time.perf_counter()

@@ -1,46 +1,62 @@
 """The ego prior: depth fusion -> lift static exo pixels -> render at every ego pose.
 
-This is step 1-2 of EgoX, shared by every generator backend.
+Steps 1-2 of EgoX, shared by every generator backend (which import it from here).
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
-import torch
 
 from egox_model.clip import Clip
-from egox_model.generator.base import EgoPrior
+from egox_model.config import check_settings, group, setting
+from egox_model.errors import ConfigError
 from egox_model.geometry.depth_fusion import FusionConfig, fuse_depth
 from egox_model.geometry.dynamic import MotionMaskConfig, motion_masks
 from egox_model.geometry.pointcloud import LiftConfig, lift_points
 from egox_model.geometry.render import RenderConfig, render_points
+from egox_model.timing import stage_timer
 
-__all__ = ["PriorConfig", "render_ego_prior", "stage_timer"]
+__all__ = ["EgoPrior", "PriorConfig", "render_ego_prior"]
 
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """Settings of every prior stage; `device` is where lifting and rendering run."""
+    """Settings of every prior stage."""
 
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    lift: LiftConfig = field(default_factory=LiftConfig)
-    render: RenderConfig = field(default_factory=RenderConfig)
-    motion: MotionMaskConfig = field(default_factory=MotionMaskConfig)
-    device: str = "cpu"
+    fusion: FusionConfig = group(FusionConfig, "depth fusion of D_m and D_v (skipped when a "
+                                 "metric depth topic is used)")
+    lift: LiftConfig = group(LiftConfig, "which exo pixels become world points")
+    render: RenderConfig = group(RenderConfig, "z-buffered splatting at the ego poses")
+    motion: MotionMaskConfig = group(MotionMaskConfig, "motion masks, used when no dynamic-"
+                                     "object masks are given")
+    device: str = setting("cpu", "where lifting and rendering run: 'cpu', 'cuda' or "
+                          "'cuda:N'")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if not (self.device == "cpu" or self.device == "cuda"
+                or self.device.startswith("cuda:") and self.device[5:].isdigit()):
+            raise ConfigError("must be 'cpu', 'cuda' or 'cuda:N'", key="device",
+                              value=self.device)
 
 
-@contextmanager
-def stage_timer(timings_ms: dict[str, float], stage: str, num_frames: int) -> Iterator[None]:
-    """Record the wall time of a block as milliseconds per frame under `stage`."""
-    start = time.perf_counter()
-    yield
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    timings_ms[stage] = (time.perf_counter() - start) * 1e3 / num_frames
+@dataclass
+class EgoPrior:
+    """The geometric ego prior of a clip: the exo point cloud rendered at every ego pose.
+
+    rgb (F, h, w, 3) uint8 (black where uncovered), depth_m (F, h, w) float32 ego z-depth
+    (0 where uncovered), mask (F, h, w) bool coverage. exo_depth_m (F, H, W) float32 is the
+    fused exo depth and exo_static (F, H, W) bool the pixels that were lifted.
+    """
+
+    rgb: np.ndarray
+    depth_m: np.ndarray
+    mask: np.ndarray
+    exo_depth_m: np.ndarray
+    exo_static: np.ndarray
+    fusion: dict = field(default_factory=dict)
+    ms_per_frame: dict[str, float] = field(default_factory=dict)
 
 
 def render_ego_prior(clip: Clip, config: PriorConfig = PriorConfig()) -> EgoPrior:

@@ -12,8 +12,13 @@ from typing import Optional
 
 import typer
 
-from egox_model.cli import app, bench_app
+from egox_model.cli import app, bench_app, run
+from egox_model.config import from_flat
+from egox_model.config.flags import with_settings
+from egox_model.errors import ConfigError
+from egox_model.generator.config import GeneratorConfig
 from egox_ros.dds import local_ros_env, use_localhost_profile
+from egox_ros.params import EgoxConfig
 
 __all__ = ["app", "main"]
 
@@ -57,59 +62,74 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
 
 
 @app.command()
+@with_settings(EgoxConfig)
 def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or sqlite3)"),
             out_bag: Path = typer.Argument(..., help="new bag directory for the ego topics"),
             config: Optional[Path] = typer.Option(
-                None, help="ROS parameter file (config/egox.yaml format)"),
+                None, help="ROS 2 parameter file (config/egox.yaml format); flags override it"),
+            node_name: str = typer.Option("egox", help="node whose section of --config "
+                                                       "applies (and whose topics are written)"),
             namespace: str = typer.Option("/", help="namespace the node would run in"),
             remap: list[str] = typer.Option([], help="REL=ABS, e.g. "
                                                      "exo/image_raw=/cam/color/image_raw"),
-            backend: Optional[str] = typer.Option(None, help="override the config's backend"),
-            model_dir: Optional[str] = typer.Option(None, help="override model_dir"),
-            lora: Optional[str] = typer.Option(None, help="override lora_path"),
             show_progress: bool = typer.Option(True, "--progress/--no-progress",
-                                               help="progress bar on stderr")) -> None:
-    """Run the egox pipeline over IN_BAG and write the ego topics to OUT_BAG."""
-    import dataclasses
-
+                                               help="progress bar on stderr"),
+            settings: dict = None) -> None:
+    """Run the egox pipeline over IN_BAG and write the ego topics to OUT_BAG. Every node
+    parameter is also a flag (`--backend wan --wan.model_dir DIR`; `egox params`)."""
     from tqdm import tqdm
 
     from egox_ros.convert import convert_bag
-    from egox_model.errors import ConfigError
-    from egox_ros.errors import BagError
     from egox_ros.node import make_backend
-    from egox_ros.params import EgoxConfig, load_yaml
+    from egox_ros.params import load_config
 
-    try:
-        cfg = load_yaml(config) if config else EgoxConfig()
-        changes = {k: v for k, v in (("backend", backend), ("model_dir", model_dir),
-                                     ("lora_path", lora)) if v is not None}
-        cfg = dataclasses.replace(cfg, **changes)
-        bad = [r for r in remap if "=" not in r]
-        if bad:
-            raise ConfigError(f"--remap {bad[0]!r} must be REL=ABS, e.g. "
-                              "exo/image_raw=/camera/color/image_raw")
-        remaps = dict(r.split("=", 1) for r in remap)
-    except (ConfigError, ValueError) as err:
-        _fail(str(err))
-    bar = tqdm(total=0, unit="msg", desc="convert", disable=not show_progress)
+    cfg = load_config(config, node_name, settings)
+    bad = [r for r in remap if "=" not in r]
+    if bad:
+        raise ConfigError(f"--remap {bad[0]!r} must be REL=ABS, e.g. "
+                          "exo/image_raw=/camera/color/image_raw")
+    remaps = dict(r.split("=", 1) for r in remap)
+    generator = make_backend(cfg)
+    warned: list[str] = []
+    bars: list[tqdm] = []                 # opened at the first progress call, after the checks
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(tqdm(total=total, unit="msg", desc="convert",
+                             disable=not show_progress))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)
 
-    warned: list[str] = []
     try:
-        summary = convert_bag(in_bag, out_bag, cfg, make_backend(cfg), namespace=namespace,
-                              remap=remaps, progress=progress,
+        summary = convert_bag(in_bag, out_bag, cfg, generator, namespace=namespace,
+                              node_name=node_name, remap=remaps, progress=progress,
                               on_bad_input=lambda c, m, first: first and warned.append(m))
-    except (BagError, ConfigError) as err:
-        bar.close()
-        _fail(str(err))
-    bar.close()
+    finally:
+        for bar in bars:
+            bar.close()
     for message in warned:
         typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
     typer.echo(json.dumps(summary))
+
+
+@app.command()
+@with_settings(EgoxConfig)
+def params(output_format: str = typer.Option("yaml", "--format",
+                                             help="yaml (a ROS 2 parameter file) or markdown"),
+           config: Optional[Path] = typer.Option(None, help="start from this parameter file"),
+           settings: dict = None) -> None:
+    """Print every parameter of the egox node with its default (or the --config / flag
+    value), allowed values and description: the source of config/egox.yaml."""
+    from egox_model.config import format_params_file, format_params_table
+    from egox_ros.params import YAML_HEADER, load_config
+
+    cfg = load_config(config, "egox", settings)
+    if output_format == "yaml":
+        typer.echo(format_params_file(cfg, "egox", YAML_HEADER), nl=False)
+    elif output_format == "markdown":
+        typer.echo(format_params_table(cfg), nl=False)
+    else:
+        raise ConfigError(f"--format {output_format!r}: use yaml or markdown")
 
 
 @bench_app.command("ros")
@@ -137,31 +157,20 @@ def bench_ros(json_out: bool = typer.Option(False, "--json", help="last line: on
 
 
 @app.command()
+@with_settings(GeneratorConfig)
 def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output directory"),
          seed: int = typer.Option(0, help="scene seed"),
-         generator: str = typer.Option("prior", help="generator backend: prior or wan"),
-         model_dir: Optional[str] = typer.Option(None, help="wan: local model directory"),
-         lora: Optional[str] = typer.Option(None, help="wan: local LoRA weights file"),
-         steps: Optional[int] = typer.Option(None, help="wan: denoising steps (default 50)"),
-         cpu_offload: bool = typer.Option(False, help="wan: model CPU offload (less GPU "
-                                                      "memory)"),
-         vae_tiling: bool = typer.Option(False, help="wan: tiled VAE encode/decode"),
-         ros: bool = typer.Option(True, help="also run the scene through ROS 2 (DIR/bag/)")
-         ) -> None:
-    """Synthetic scene -> prior -> generator -> files, then the same scene through ROS 2."""
+         ros: bool = typer.Option(True, help="also run the scene through ROS 2 (DIR/bag/)"),
+         settings: dict = None) -> None:
+    """Synthetic scene -> prior -> generator -> files, then the same scene through ROS 2.
+    Every generator setting is a flag (`--backend wan --wan.model_dir DIR
+    --wan.num_inference_steps 20`; `egox params`)."""
     from egox_ros.ros_demo import run_demo_with_ros
 
-    wan_options = {k: v for k, v in (("model_dir", model_dir), ("lora_path", lora),
-                                     ("num_inference_steps", steps),
-                                     ("cpu_offload", cpu_offload), ("vae_tiling", vae_tiling))
-                   if v is not None and v is not False}
-    if wan_options and generator != "wan":
-        raise typer.BadParameter(f"--model-dir, --lora, --steps, --cpu-offload and "
-                                 f"--vae-tiling are options of --generator wan, not "
-                                 f"{generator!r}", param_hint="--generator")
+    config = from_flat(GeneratorConfig, settings)
     out.mkdir(parents=True, exist_ok=True)
     local_ros_env(out)
-    report = run_demo_with_ros(out, seed=seed, generator=generator, ros=ros, **wan_options)
+    report = run_demo_with_ros(out, seed=seed, config=config, ros=ros)
     keys = ("backend", "frames", "ego_messages", "stamps_match", "latency_ms")
     typer.echo(json.dumps({k: report.get(k) for k in keys}))
     typer.echo(f"wrote {out}/: exo.mp4 prior.mp4 ego.mp4 preview.png report.json"
@@ -169,8 +178,8 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output 
 
 
 def main() -> None:
-    """Console-script entry point (`egox`)."""
-    app()
+    """Console-script entry point (`egox`): user errors end as one line, exit status 2."""
+    run(app)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from egox_model.clip import Clip
-from egox_model.errors import EgoxError
-from egox_model.generator.base import Generator
-from egox_model.errors import ConfigError
+from egox_model.errors import ConfigError, EgoxError
+from egox_model.generator import Generator, make_generator
 from egox_ros.messages import RclpyFactory
 from egox_ros.params import EgoxConfig, declare_config
 from egox_ros.pipeline import ExoPipeline, output_messages
@@ -41,19 +40,9 @@ class _Abandon(Exception):
 
 
 def make_backend(config: EgoxConfig) -> Generator:
-    """The generator named by config.backend (model_dir / lora_path passed when set)."""
+    """The generator named by `config.backend`, built from the config tree."""
     try:
-        from egox_model.generator import make_generator
-    except ImportError as err:
-        raise ConfigError("egox_model.generator.make_generator is not available in this "
-                          "egox_model version") from err
-    options = {}
-    if config.model_dir:
-        options["model_dir"] = config.model_dir
-    if config.lora_path:
-        options["lora_path"] = config.lora_path
-    try:
-        return make_generator(config.backend, **options)
+        return make_generator(config)
     except EgoxError as err:
         raise ConfigError(f"backend={config.backend!r} could not be built: {err}") from err
 

@@ -1,199 +1,189 @@
-"""Every parameter of the `egox` node, in one dataclass, validated in one place.
+"""Every parameter of the `egox` node: `EgoxConfig`, declared once, validated in one place.
 
-The same `EgoxConfig` is filled from ROS parameters (`declare_config(node)`), from a ROS
-parameter YAML file (`load_yaml`, used by `egox convert`) or from keyword arguments (tests,
-the demo). `config/egox.yaml` documents every field; a test keeps it in sync with this file.
+`EgoxConfig` extends the generator's tree (`backend`, `prior.*`, `wan.*`) with the node's
+own settings. The same tree is filled from ROS parameters (`declare_config(node)`), from a
+ROS 2 parameter file (`load_config`, used by `egox convert`), from CLI flags and from
+Python. `config/egox.yaml` and the table in docs/ros.md are generated from it
+(`egox params`); a test keeps them in sync.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-import yaml
-
-from egox_model.errors import ConfigError
+from egox_model.config import Setting, from_flat, read_params_file, settings_of, setting, \
+    to_flat
+from egox_model.errors import ConfigError, InputError
+from egox_model.generator.config import GeneratorConfig
 from egox_ros.work_queue import OVERFLOW_POLICIES
 
-__all__ = ["EgoxConfig", "config_from_dict", "declare_config", "load_yaml"]
+__all__ = ["YAML_HEADER", "EgoxConfig", "declare_config", "load_config"]
 
 IDENTITY_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+#: The comment on top of config/egox.yaml.
+YAML_HEADER = """Every parameter of the egox node, generated from egox_ros/params.py by
+`egox params > config/egox.yaml` (a test keeps the two in sync). Load with:
+ros2 launch egox_ros egox.launch.py config:=/path/to/this.yaml, or
+egox_node --ros-args --params-file config/egox.yaml; `egox convert --config` reads it too.
+Each entry: description [allowed values]. Nested keys are dotted parameter names."""
 
 
-def _p(default: Any, description: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"description": description})
-    return field(default=default, metadata={"description": description})
-
-
-@dataclass
-class EgoxConfig:
+@dataclass(frozen=True)
+class EgoxConfig(GeneratorConfig):
     """Configuration of the egox pipeline (node, converter, demo). Units: metres, seconds."""
 
-    # Generator backend
-    backend: str = _p("prior", "generator backend name for egox_model.generator.make_generator")
-    model_dir: str = _p("", "local model directory for diffusion backends ('' = none)")
-    lora_path: str = _p("", "local LoRA weights file ('' = none)")
     # Inputs
-    image_transport: str = _p("raw", "exo image input: 'raw' (sensor_msgs/Image on "
-                                     "exo/image_raw) or 'compressed' (CompressedImage on "
-                                     "exo/image_raw/compressed)")
-    depth_source: str = _p("topic", "'topic': exo/depth (16UC1 mm or 32FC1 m) from an RGB-D "
-                                    "camera")
-    ego_pose_type: str = _p("pose", "ego/pose message type: 'pose' (PoseStamped) or 'odometry'")
-    exo_pose_source: str = _p("parameter", "'parameter' (static exo_pose) or 'topic' (exo/pose)")
-    exo_pose: list = _p(IDENTITY_POSE, "static exo camera pose in the world frame, optical "
-                                       "axes: [x, y, z, qx, qy, qz, qw]")
-    ego_camera_offset: list = _p(IDENTITY_POSE, "ego optical frame in the ego pose's frame: "
-                                                "[x, y, z, qx, qy, qz, qw]")
-    use_mask: bool = _p(False, "subscribe exo/mask (mono8, non-zero = dynamic object)")
-    prompt: str = _p("", "text prompt until one arrives on the prompt topic")
+    image_transport: str = setting("raw", "exo image input: 'raw' (sensor_msgs/Image on "
+                                   "exo/image_raw) or 'compressed' (CompressedImage on "
+                                   "exo/image_raw/compressed)", choices=("raw", "compressed"))
+    depth_source: str = setting("topic", "'topic': exo/depth (16UC1 mm or 32FC1 m) from an "
+                                "RGB-D camera", choices=("topic",))
+    ego_pose_type: str = setting("pose", "ego/pose message type: 'pose' (PoseStamped) or "
+                                 "'odometry'", choices=("pose", "odometry"))
+    exo_pose_source: str = setting("parameter", "'parameter' (static exo_pose) or 'topic' "
+                                   "(exo/pose)", choices=("parameter", "topic"))
+    exo_pose: list[float] = setting(IDENTITY_POSE, "static exo camera pose in the world "
+                                    "frame, optical axes: [x, y, z, qx, qy, qz, qw]", length=7)
+    ego_camera_offset: list[float] = setting(IDENTITY_POSE, "ego optical frame in the ego "
+                                             "pose's frame: [x, y, z, qx, qy, qz, qw]",
+                                             length=7)
+    use_mask: bool = setting(False, "subscribe exo/mask (mono8, non-zero = dynamic object)")
+    prompt: str = setting("", "text prompt until one arrives on the prompt topic")
     # Output camera and frames
-    ego_width: int = _p(448, "ego image width in pixels")
-    ego_height: int = _p(448, "ego image height in pixels")
-    ego_fx: float = _p(224.0, "ego focal length x in pixels")
-    ego_fy: float = _p(224.0, "ego focal length y in pixels")
-    ego_cx: float = _p(223.5, "ego principal point x in pixels")
-    ego_cy: float = _p(223.5, "ego principal point y in pixels")
-    ego_frame_id: str = _p("ego_camera_optical_frame", "frame_id of the published ego images")
-    exo_width: int = _p(784, "exo frames are resized to this width (0 = keep the camera's)")
-    exo_height: int = _p(448, "exo frames are resized to this height (0 = keep the camera's)")
+    ego_width: int = setting(448, "ego image width in pixels", low=1)
+    ego_height: int = setting(448, "ego image height in pixels", low=1)
+    ego_fx: float = setting(224.0, "ego focal length x in pixels", low=0.0, low_open=True)
+    ego_fy: float = setting(224.0, "ego focal length y in pixels", low=0.0, low_open=True)
+    ego_cx: float = setting(223.5, "ego principal point x in pixels", low=0.0)
+    ego_cy: float = setting(223.5, "ego principal point y in pixels", low=0.0)
+    ego_frame_id: str = setting("ego_camera_optical_frame", "frame_id of the published ego "
+                                "images")
+    exo_width: int = setting(784, "exo frames are resized to this width (0 = keep the "
+                             "camera's)", low=0)
+    exo_height: int = setting(448, "exo frames are resized to this height (0 = keep the "
+                              "camera's)", low=0)
     # Clips and timing
-    clip_length: int = _p(49, "frames per clip (Wan needs 4k+1)")
-    clip_stride: int = _p(49, "frames between clip starts (overlap = length - stride)")
-    fps: float = _p(30.0, "generator frame rate; faster sources are decimated")
-    max_gap_s: float = _p(0.0, "largest stamp gap inside a clip (0 = 3 frame periods)")
-    stamp_tolerance_s: float = _p(0.015, "approximate-time tolerance when matching to exo stamps")
-    max_wait_s: float = _p(3.0, "how long an exo frame waits for its poses/depth (stamp time; "
-                                "reliable repairs between processes can take seconds)")
-    queue_size: int = _p(2, "complete clips waiting for the worker")
-    overflow_policy: str = _p("drop_oldest", "full queue: 'drop_oldest' or 'drop_newest'")
+    clip_length: int = setting(49, "frames per clip (backend 'wan': 4k+1)", low=1)
+    clip_stride: int = setting(49, "frames between clip starts (overlap = length - stride)",
+                               low=1)
+    fps: float = setting(30.0, "generator frame rate; faster sources are decimated", low=0.0,
+                         low_open=True)
+    max_gap_s: float = setting(0.0, "largest stamp gap inside a clip (0 = 3 frame periods)",
+                               low=0.0)
+    stamp_tolerance_s: float = setting(0.015, "approximate-time tolerance when matching to "
+                                       "exo stamps", low=0.0)
+    max_wait_s: float = setting(3.0, "how long an exo frame waits for its poses/depth (stamp "
+                                "time; reliable repairs between processes can take seconds)",
+                                low=0.0, low_open=True)
+    queue_size: int = setting(2, "complete clips waiting for the worker", low=1)
+    overflow_policy: str = setting("drop_oldest", "full queue: 'drop_oldest' or "
+                                   "'drop_newest'", choices=tuple(OVERFLOW_POLICIES))
     # QoS and diagnostics
-    subscription_qos: str = _p("sensor_data", "'sensor_data' (best effort, REP 2003: matches "
-                                              "every publisher), 'reliable' (lossless from "
-                                              "reliable publishers, none from best-effort ones) "
-                                              "or 'best_available' (decided once, from the "
-                                              "publishers present at start-up)")
-    subscription_depth: int = _p(60, "KEEP_LAST depth of the input subscriptions (raise it "
-                                 "for bursty inputs, e.g. bag playback faster than real time)")
-    publisher_depth: int = _p(100, "KEEP_LAST depth of the reliable publishers (>= clip_length "
-                                   "so a whole clip survives a slow subscriber)")
-    publish_prior: bool = _p(True, "also publish ~/ego_prior/image and camera_info")
-    diagnostics_period_s: float = _p(1.0, "period of /diagnostics messages")
+    subscription_qos: str = setting("sensor_data", "'sensor_data' (best effort, REP 2003: "
+                                    "matches every publisher), 'reliable' (lossless from "
+                                    "reliable publishers, none from best-effort ones) or "
+                                    "'best_available' (decided once, from the publishers "
+                                    "present at start-up)",
+                                    choices=("sensor_data", "reliable", "best_available"))
+    subscription_depth: int = setting(60, "KEEP_LAST depth of the input subscriptions (raise "
+                                      "it for bursty inputs, e.g. bag playback faster than "
+                                      "real time)", low=1)
+    publisher_depth: int = setting(100, "KEEP_LAST depth of the reliable publishers "
+                                   "(>= clip_length so a whole clip survives a slow "
+                                   "subscriber)", low=1)
+    publish_prior: bool = setting(True, "also publish ~/ego_prior/image and camera_info")
+    diagnostics_period_s: float = setting(1.0, "period of /diagnostics messages", low=0.0,
+                                          low_open=True)
 
     def __post_init__(self) -> None:
-        choices = {"image_transport": ("raw", "compressed"), "depth_source": ("topic",),
-                   "ego_pose_type": ("pose", "odometry"),
-                   "exo_pose_source": ("parameter", "topic"),
-                   "overflow_policy": OVERFLOW_POLICIES,
-                   "subscription_qos": ("sensor_data", "reliable", "best_available")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"parameter {name}={getattr(self, name)!r} is invalid; use one "
-                                  f"of {list(allowed)}")
-        for name in ("ego_width", "ego_height", "clip_length", "queue_size", "subscription_depth",
-                     "publisher_depth"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"parameter {name}={getattr(self, name)} must be >= 1")
-        for name in ("exo_width", "exo_height"):
-            if int(getattr(self, name)) < 0:
-                raise ConfigError(f"parameter {name}={getattr(self, name)} must be >= 0 "
-                                  "(0 keeps the camera's size)")
+        super().__post_init__()
         if (self.exo_width == 0) != (self.exo_height == 0):
             raise ConfigError(f"exo_width={self.exo_width} and exo_height={self.exo_height}: "
                               "set both to resize, or both to 0 to keep the camera's size")
-        if not 1 <= self.clip_stride <= self.clip_length:
-            raise ConfigError(f"parameter clip_stride={self.clip_stride} must be in "
-                              f"[1, clip_length={self.clip_length}]")
-        for name in ("ego_fx", "ego_fy", "fps", "max_wait_s", "diagnostics_period_s"):
-            value = float(getattr(self, name))
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"parameter {name}={value} must be a positive number")
-        for name in ("ego_cx", "ego_cy", "max_gap_s", "stamp_tolerance_s"):
-            value = float(getattr(self, name))
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"parameter {name}={value} must be a finite number >= 0")
+        if self.clip_stride > self.clip_length:
+            raise ConfigError(f"must be in [1, clip_length={self.clip_length}]",
+                              key="clip_stride", value=self.clip_stride)
         for name in ("exo_pose", "ego_camera_offset"):
-            pose = [float(v) for v in getattr(self, name)]
-            if len(pose) != 7 or not all(math.isfinite(v) for v in pose):
-                raise ConfigError(f"parameter {name}={pose} must be 7 finite numbers "
-                                  "[x, y, z, qx, qy, qz, qw]")
-            if math.sqrt(sum(v * v for v in pose[3:])) < 1e-6:
-                raise ConfigError(f"parameter {name}: quaternion {pose[3:]} has zero norm")
-            setattr(self, name, pose)
-        if self.backend == "":
-            raise ConfigError("parameter backend is empty; use 'prior' or another backend name")
-
-    @classmethod
-    def descriptions(cls) -> dict[str, str]:
-        """Parameter name -> description."""
-        return {f.name: f.metadata["description"] for f in dataclasses.fields(cls)}
+            quat = getattr(self, name)[3:]
+            if math.sqrt(sum(v * v for v in quat)) < 1e-6:
+                raise ConfigError(f"quaternion {list(quat)} has zero norm", key=name,
+                                  value=list(getattr(self, name)))
+        exo_hw = (self.exo_height, self.exo_width) if self.exo_width else None
+        try:
+            self.check_clip_shapes(self.clip_length, exo_hw, (self.ego_height, self.ego_width))
+        except InputError as err:
+            raise ConfigError(f"backend {self.backend!r} cannot take the clips these "
+                              f"parameters make (clip_length={self.clip_length}, "
+                              f"ego {self.ego_width}x{self.ego_height}, exo "
+                              f"{self.exo_width}x{self.exo_height}): {err}") from None
 
     @property
     def exo_topic(self) -> str:
         """Relative topic name of the exo image for the chosen transport."""
         return "exo/image_raw" if self.image_transport == "raw" else "exo/image_raw/compressed"
 
-
-def config_from_dict(values: dict[str, Any]) -> EgoxConfig:
-    """EgoxConfig from a name -> value mapping; unknown names raise ConfigError."""
-    known = {f.name: f for f in dataclasses.fields(EgoxConfig)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown}; known: {sorted(known)}")
-    typed: dict[str, Any] = {}
-    for name, value in values.items():
-        default = known[name].default
-        if default is dataclasses.MISSING:
-            default = known[name].default_factory()
-        try:
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise TypeError
-                typed[name] = value
-            elif isinstance(default, (int, float)):
-                if isinstance(value, bool) or (isinstance(default, int) and value != int(value)):
-                    raise TypeError
-                typed[name] = type(default)(value)
-            elif isinstance(default, list):
-                typed[name] = [float(v) for v in value]
-            else:
-                typed[name] = str(value)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"parameter {name}={value!r} must be of type "
-                              f"{type(default).__name__}") from err
-    return EgoxConfig(**typed)
+    def replace(self, **changes: Any) -> EgoxConfig:
+        """A copy with top-level fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
 
 
-def load_yaml(path: str | Path, node_name: str = "egox") -> EgoxConfig:
-    """Read a ROS 2 parameter file (`egox: ros__parameters: ...`, also `/**` or namespaced)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    values: dict[str, Any] = {}
-    for key, section in data.items():
-        name = str(key).rstrip("/").split("/")[-1]
-        if name in (node_name, "**") and isinstance(section, dict):
-            values.update(section.get("ros__parameters", {}) or {})
-    return config_from_dict(values)
+def load_config(path: str | Path | None = None, node_name: str = "egox",
+                overrides: Mapping[str, Any] | None = None) -> EgoxConfig:
+    """EgoxConfig from a ROS 2 parameter file (its `node_name` and `/**` sections) and
+    dotted-name `overrides` applied on top (CLI flags)."""
+    values = read_params_file(path, node_name) if path is not None else {}
+    values.update(overrides or {})
+    return from_flat(EgoxConfig, values)
 
 
-def declare_config(node: Any, overrides: EgoxConfig | None = None) -> EgoxConfig:
-    """Declare every EgoxConfig field as a read-only ROS parameter and return the config.
+def _descriptor(spec: Setting) -> Any:
+    """ParameterDescriptor: description, allowed values, numeric range; read-only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-    `overrides` (used in-process by tests and the demo) supplies defaults before the
-    parameter overrides of the launch file / command line are applied.
+    descriptor = ParameterDescriptor(description=spec.description, read_only=True,
+                                     dynamic_typing=True,
+                                     additional_constraints=f"{spec.allowed()}")
+    if spec.type in (int, float) and (spec.low is not None or spec.high is not None):
+        if spec.type is int:
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(spec.low if spec.low is not None else -2**63),
+                to_value=int(spec.high if spec.high is not None else 2**63 - 1), step=0)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.low if spec.low is not None else -math.inf),
+                to_value=float(spec.high if spec.high is not None else math.inf), step=0.0)]
+    return descriptor
+
+
+def declare_config(node: Any, base: EgoxConfig | None = None) -> EgoxConfig:
+    """Declare every setting as a read-only ROS parameter and return the validated config.
+
+    `base` (in-process users: tests, the demo) supplies the defaults; the launch file's and
+    command line's overrides apply on top. Wrong types, values out of range, unknown
+    parameter names and combinations the backend cannot take raise ConfigError.
     """
-    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import ParameterException
 
-    base = overrides or EgoxConfig()
+    defaults = to_flat(base or EgoxConfig())
+    overrides = dict(getattr(node, "_parameter_overrides", {}))
     values: dict[str, Any] = {}
-    for name, description in EgoxConfig.descriptions().items():
-        default = getattr(base, name)
-        param = node.declare_parameter(
-            name, default, ParameterDescriptor(description=description, read_only=True))
-        values[name] = param.value
-    return config_from_dict(values)
+    for spec in settings_of(EgoxConfig):
+        try:
+            param = node.declare_parameter(spec.name, defaults[spec.name], _descriptor(spec))
+        except ParameterException as err:
+            given = overrides[spec.name].value if spec.name in overrides else None
+            spec.check(given)               # raises the ConfigError naming name and value
+            raise ConfigError(str(err), key=spec.name, value=given) from None
+        values[spec.name] = param.value
+    declared = set(values) | {"use_sim_time"}
+    unknown = sorted(set(overrides) - declared)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(declared), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown parameter {unknown[0]!r}{hint} (`egox params` lists "
+                          "them all)")
+    return from_flat(EgoxConfig, values)

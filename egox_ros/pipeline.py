@@ -162,10 +162,19 @@ class ExoPipeline:
         if self._camera_key is not None and len(self.buffer):
             self.report("camera_info_changed", "exo CameraInfo changed: restarting the clip")
             self.buffer.reset()
-        self.camera, self._camera_key = camera, key
         rect = camera.rectified
         cfg = self.config
-        self.exo_K = rect if cfg.exo_width == 0 else rect.resized(cfg.exo_width, cfg.exo_height)
+        exo_K = rect if cfg.exo_width == 0 else rect.resized(cfg.exo_width, cfg.exo_height)
+        try:
+            cfg.check_clip_shapes(cfg.clip_length, (exo_K.height, exo_K.width),
+                                  (cfg.ego_height, cfg.ego_width))
+        except InputError as err:
+            raise MessageError("exo_size_unusable",
+                               f"exo frames would be {exo_K.width}x{exo_K.height} (exo_width = "
+                               f"exo_height = 0 keeps the camera's size) but backend "
+                               f"{cfg.backend!r} cannot take them: {err}; set exo_width and "
+                               "exo_height") from err
+        self.camera, self._camera_key, self.exo_K = camera, key, exo_K
 
     def _rectify(self, image: np.ndarray, *, nearest: bool = False) -> np.ndarray:
         camera = self.camera

@@ -15,3 +15,50 @@ def small_scene():
 def default_scene():
     """5 frames at the default sizes (exo 448x784, ego 448x448)."""
     return render_scene(SceneConfig(seed=0, num_frames=5))
+
+
+def _candidates(spec) -> list:
+    """Valid-looking values other than the default, most likely first."""
+    if spec.type is bool:
+        return [not spec.default]
+    if spec.choices:
+        return [c for c in spec.choices if c != spec.default]
+    if spec.type is int:
+        return [spec.default + 1, spec.default - 1, spec.default + 2]
+    if spec.type is float:
+        return [spec.default * 0.5 + 0.25, spec.default + 0.5, spec.default * 0.9]
+    if spec.type in (list, tuple):
+        first = spec.default[0]
+        items = [0.2, 0.8] if len(spec.default) == 2 else [first + 0.25] + list(spec.default[1:])
+        return [items]
+    return ["cuda:1" if spec.name.endswith("device") else "some text"]
+
+
+@pytest.fixture(scope="session")
+def changed_values():
+    """changed_values(cls, base) -> {dotted name: a valid non-default value} for every
+    setting of the tree `cls` (each valid on its own, on top of the defaults and the
+    dotted-name values `base`): a mapper that drops, renames or mistypes any setting fails
+    a round trip with these. Settings with a single allowed value are left out."""
+    from egox_model.config import from_flat, settings_of
+    from egox_model.errors import ConfigError
+
+    def changed(cls, base: dict | None = None) -> dict:
+        values = {}
+        for spec in settings_of(cls):
+            if spec.choices and len(spec.choices) == 1:
+                continue                          # nothing else to choose
+            for value in _candidates(spec):
+                if base and base.get(spec.name) == value:
+                    continue
+                try:
+                    from_flat(cls, {**(base or {}), spec.name: value})
+                except ConfigError:
+                    continue
+                values[spec.name] = value
+                break
+            else:
+                raise AssertionError(f"no valid non-default value found for {spec.name}")
+        return values
+
+    return changed

@@ -1,27 +1,21 @@
 """Generator backends behind one interface (`Generator.generate(clip) -> GeneratorOutput`).
 
-`make_generator(name, **options)` builds one by name; heavy backends import lazily.
+`make_generator(GeneratorConfig(backend=...))` builds one; heavy backends import lazily.
 """
 from __future__ import annotations
 
 import importlib
 
-from egox_model.errors import InputError
-from egox_model.generator.base import EgoPrior, Generator, GeneratorOutput, StepCallback
+from egox_model.generator.base import Generator, StepCallback
+from egox_model.generator.config import BACKENDS, GeneratorConfig
+from egox_model.output import GeneratorOutput
+from egox_model.prior import EgoPrior
 
-__all__ = ["BACKENDS", "EgoPrior", "Generator", "GeneratorOutput", "StepCallback",
-           "make_generator"]
-
-#: Backend name -> "module:class".
-BACKENDS = {
-    "prior": "egox_model.generator.prior_backend:PriorGenerator",
-    "wan": "egox_model.generator.wan:WanGenerator",
-}
+__all__ = ["BACKENDS", "EgoPrior", "Generator", "GeneratorConfig", "GeneratorOutput",
+           "StepCallback", "make_generator"]
 
 
-def make_generator(name: str, **options) -> Generator:
-    """Build the backend `name` with its keyword options."""
-    if name not in BACKENDS:
-        raise InputError(f"unknown generator backend {name!r}; choose one of {sorted(BACKENDS)}")
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+def make_generator(config: GeneratorConfig) -> Generator:
+    """Build the backend `config.backend` from `config` (the config validated the name)."""
+    module, cls = BACKENDS[config.backend].split(":")
+    return getattr(importlib.import_module(module), cls).from_config(config)

@@ -13,8 +13,11 @@ import cv2
 import numpy as np
 
 from egox_model.clip import Clip
-from egox_model.generator.base import Generator, GeneratorOutput, StepCallback
-from egox_model.prior import PriorConfig, render_ego_prior, stage_timer
+from egox_model.generator.base import Generator, StepCallback
+from egox_model.generator.config import GeneratorConfig
+from egox_model.output import GeneratorOutput
+from egox_model.prior import PriorConfig, render_ego_prior
+from egox_model.timing import stage_timer
 
 __all__ = ["PriorGenerator", "fill_uncovered"]
 
@@ -52,6 +55,11 @@ class PriorGenerator(Generator):
 
     def __init__(self, prior_config: PriorConfig = PriorConfig()) -> None:
         self.prior_config = prior_config
+
+    @classmethod
+    def from_config(cls, config: GeneratorConfig) -> PriorGenerator:
+        """The backend with the tree's prior settings."""
+        return cls(config.prior)
 
     def generate(self, clip: Clip, *, callback: StepCallback | None = None) -> GeneratorOutput:
         """Render the prior of `clip` and fill in what the exo camera never saw."""

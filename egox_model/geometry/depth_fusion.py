@@ -11,39 +11,36 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from egox_model.errors import InputError
+from egox_model.config import check_settings, setting
+from egox_model.errors import ConfigError, InputError
 
 __all__ = ["FusionConfig", "FusionResult", "fit_inverse_affine", "fuse_depth"]
 
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Depth fusion settings.
+    """Depth fusion settings (see the module docstring for the fit)."""
 
-    trim_quantiles: data-space trimming of 1/D_m and 1/D_v before the first fit (official).
-    inlier_quantile: fraction of pixels (smallest |residual|) kept by each refit.
-    momentum: EMA weight of the previous (alpha, beta); 0 = independent frames.
-    sample_stride: fit on a grid of every n-th row and column (the fit needs few pixels).
-    """
-
-    trim_quantiles: tuple[float, float] = (0.1, 0.9)
-    inlier_quantile: float = 0.7
-    refits: int = 3
-    momentum: float = 0.99
-    sample_stride: int = 4
-    min_pixels: int = 64
-    max_depth_m: float = 1000.0
+    trim_quantiles: tuple[float, float] = setting(
+        (0.1, 0.9), "quantiles [lo, hi] of 1/D_m and 1/D_v kept for the first fit (official "
+        "release: 10/90 %)", low=0.0, high=1.0)
+    inlier_quantile: float = setting(0.7, "fraction of pixels (smallest |residual|) kept by "
+                                     "each refit", low=0.0, high=1.0, low_open=True)
+    refits: int = setting(3, "robust refits after the first fit", low=0)
+    momentum: float = setting(0.99, "EMA weight of the previous frame's (alpha, beta); 0 = "
+                              "independent frames", low=0.0, high=1.0, high_open=True)
+    sample_stride: int = setting(4, "fit on every n-th row and column (the fit needs few "
+                                 "pixels)", low=1)
+    min_pixels: int = setting(64, "fewest valid pixels a frame's fit needs", low=2)
+    max_depth_m: float = setting(1000.0, "depths beyond this (metres) are invalid", low=0.0,
+                                 low_open=True)
 
     def __post_init__(self) -> None:
+        check_settings(self)
         lo, hi = self.trim_quantiles
-        if not 0.0 <= lo < hi <= 1.0:
-            raise InputError(f"trim_quantiles must satisfy 0 <= lo < hi <= 1, got {lo}, {hi}")
-        if not 0.0 < self.inlier_quantile <= 1.0:
-            raise InputError(f"inlier_quantile must be in (0, 1], got {self.inlier_quantile}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise InputError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.sample_stride < 1 or self.refits < 0 or self.min_pixels < 2:
-            raise InputError("sample_stride >= 1, refits >= 0 and min_pixels >= 2 are required")
+        if not lo < hi:
+            raise ConfigError("must satisfy lo < hi", key="trim_quantiles",
+                              value=list(self.trim_quantiles))
 
 
 @dataclass

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import torch
 
+from egox_model.config import check_settings, setting
 from egox_model.errors import InputError
 
 __all__ = ["MotionMaskConfig", "motion_masks"]
@@ -19,15 +20,16 @@ __all__ = ["MotionMaskConfig", "motion_masks"]
 
 @dataclass(frozen=True)
 class MotionMaskConfig:
-    """threshold: colour difference (0-255) that counts as motion; radii in pixels."""
+    """Motion masks by frame differencing, used when no dynamic-object masks are given."""
 
-    threshold: float = 25.0
-    open_radius_px: int = 1
-    dilate_radius_px: int = 4
+    threshold: float = setting(25.0, "colour difference (0-255) that counts as motion",
+                               low=0.0, low_open=True)
+    open_radius_px: int = setting(1, "morphological opening radius (pixels) against noise",
+                                  low=0)
+    dilate_radius_px: int = setting(4, "dilation radius (pixels) of the motion mask", low=0)
 
     def __post_init__(self) -> None:
-        if self.threshold <= 0 or self.open_radius_px < 0 or self.dilate_radius_px < 0:
-            raise InputError("threshold must be > 0 and radii >= 0")
+        check_settings(self)
 
 
 def _disk(radius: int) -> np.ndarray:

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from egox_model.errors import InputError
+from egox_model.config import check_settings, setting
+from egox_model.errors import ConfigError, InputError
 from egox_model.geometry.camera import Intrinsics
 from egox_model.geometry.projection import backproject, transform_points
 
@@ -41,26 +42,25 @@ class PointCloud:
 
 @dataclass(frozen=True)
 class LiftConfig:
-    """Which pixels become points.
+    """Which exo pixels become points."""
 
-    frame_stride: lift frames 0, s, 2s, ... (4: one per latent frame of Wan's VAE).
-    merge_static_camera: when the exo camera does not move, lift one static background
-        (per-pixel mean of the static depth and colour over the lifted frames, as the
-        official release does) instead of one copy of the scene per frame.
-    """
-
-    frame_stride: int = 4
-    merge_static_camera: bool = True
-    static_camera_tol_m: float = 1e-3
-    min_depth_m: float = 0.05
-    max_depth_m: float = 100.0
+    frame_stride: int = setting(4, "lift frames 0, s, 2s, ... (4: one per latent frame of "
+                                "Wan's VAE)", low=1)
+    merge_static_camera: bool = setting(True, "a static exo camera lifts one background: the "
+                                        "per-pixel mean of the static depth and colour over "
+                                        "the lifted frames (official release), not one copy "
+                                        "per frame")
+    static_camera_tol_m: float = setting(1e-3, "largest exo camera motion (metres) still "
+                                         "counted as static", low=0.0)
+    min_depth_m: float = setting(0.05, "nearer points (metres) are dropped", low=0.0)
+    max_depth_m: float = setting(100.0, "farther points (metres) are dropped", low=0.0,
+                                 low_open=True)
 
     def __post_init__(self) -> None:
-        if self.frame_stride < 1:
-            raise InputError(f"frame_stride must be >= 1, got {self.frame_stride}")
-        if not 0 <= self.min_depth_m < self.max_depth_m:
-            raise InputError(f"need 0 <= min_depth_m < max_depth_m, got "
-                             f"{self.min_depth_m}, {self.max_depth_m}")
+        check_settings(self)
+        if not self.min_depth_m < self.max_depth_m:
+            raise ConfigError(f"min_depth_m={self.min_depth_m} must be below "
+                              f"max_depth_m={self.max_depth_m}")
 
 
 def _is_static(c2w: np.ndarray, tol_m: float) -> bool:

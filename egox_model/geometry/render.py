@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from egox_model.config import check_settings, setting
 from egox_model.errors import InputError
 from egox_model.geometry.camera import Intrinsics
 from egox_model.geometry.pointcloud import PointCloud
@@ -31,22 +32,18 @@ def _empty_key(num_points: int) -> int:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """max_splat_level: the largest splat is 2^level pixels square (0 = 1-pixel points).
-    depth_tolerance: relative depth change per pixel of distance still counted as the same
-        surface (a bound on surface slope); a splat covers a finer sample only when it is
-        closer than that.
-    views_per_batch: views rasterised together."""
+    """Point splatting at the ego poses."""
 
-    max_splat_level: int = 3
-    depth_tolerance: float = 0.05
-    views_per_batch: int = 7
+    max_splat_level: int = setting(3, "the largest splat is 2^level pixels square (0 = "
+                                   "1-pixel points)", low=0, high=8)
+    depth_tolerance: float = setting(0.05, "relative depth change per pixel of distance still "
+                                     "counted as one surface; a splat covers a finer sample "
+                                     "only when closer than that", low=0.0, low_open=True)
+    views_per_batch: int = setting(7, "ego views rasterised together (memory vs speed)",
+                                   low=1)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_splat_level <= 8 or self.views_per_batch < 1:
-            raise InputError(f"max_splat_level must be in [0, 8] (got {self.max_splat_level})"
-                             f" and views_per_batch >= 1 (got {self.views_per_batch})")
-        if self.depth_tolerance <= 0:
-            raise InputError(f"depth_tolerance must be positive, got {self.depth_tolerance}")
+        check_settings(self)
 
 
 @dataclass

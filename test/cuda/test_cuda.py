@@ -39,7 +39,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _generate(model_dir, clip: Clip, **options) -> np.ndarray:
-    config = WanConfig(model_dir=model_dir, device="cuda", num_inference_steps=3,
+    config = WanConfig(model_dir=str(model_dir), device="cuda", num_inference_steps=3,
                        progress=False, **options)
     return WanGenerator(config).generate(clip).ego_rgb
 
@@ -61,7 +61,9 @@ def test_cpu_offload_gives_the_same_video(model_dir) -> None:
 def test_float32_split_matches_dense_in_the_model(model_dir) -> None:
     clip = _clip()
     split = _generate(model_dir, clip, dtype="float32").astype(np.int16)
-    dense = _generate(model_dir, clip, dtype="float32", gga_kernel="dense").astype(np.int16)
-    no_gga = _generate(model_dir, clip, dtype="float32", gga=False).astype(np.int16)
+    dense = _generate(model_dir, clip, dtype="float32",
+                      gga=GGAConfig(kernel="dense")).astype(np.int16)
+    no_gga = _generate(model_dir, clip, dtype="float32",
+                       gga=GGAConfig(strength=0.0)).astype(np.int16)
     assert split.std() > 0
     assert np.abs(split - dense).mean() < 0.1 * np.abs(split - no_gga).mean()

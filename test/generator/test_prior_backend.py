@@ -2,16 +2,18 @@
 import numpy as np
 import pytest
 
-from egox_model.errors import InputError
+from egox_model.config import from_flat
+from egox_model.errors import ConfigError
 from egox_model.eval.metrics import psnr
-from egox_model.generator import make_generator
+from egox_model.generator import GeneratorConfig, make_generator
 from egox_model.generator.prior_backend import fill_uncovered
 
 
 def test_prior_backend_end_to_end(small_scene):
     clip = small_scene.to_clip()
     steps = []
-    out = make_generator("prior").generate(clip, callback=lambda i, n: steps.append((i, n)))
+    generator = make_generator(GeneratorConfig())
+    out = generator.generate(clip, callback=lambda i, n: steps.append((i, n)))
     assert out.backend == "prior" and "not the diffusion model" in out.diagnostics["note"]
     assert out.ego_rgb.shape == small_scene.ego_rgb.shape and out.ego_rgb.dtype == np.uint8
     np.testing.assert_array_equal(out.stamps_ns, small_scene.stamps_ns)
@@ -34,5 +36,15 @@ def test_fill_keeps_covered_pixels_and_fills_smoothly():
 
 
 def test_unknown_backend_lists_the_choices():
-    with pytest.raises(InputError, match="'prior'"):
-        make_generator("nope")
+    with pytest.raises(ConfigError, match=r"backend='nope': must be one of \['prior', 'wan'\]"):
+        GeneratorConfig(backend="nope")
+
+
+def test_prior_settings_reach_the_backend(small_scene):
+    clip = small_scene.to_clip()
+    coarse = make_generator(from_flat(GeneratorConfig, {"prior.render.max_splat_level": 0,
+                                                        "prior.lift.frame_stride": 8}))
+    assert coarse.prior_config.render.max_splat_level == 0
+    default = make_generator(GeneratorConfig()).generate(clip).prior
+    points = coarse.generate(clip).prior
+    assert points.mask.mean() < default.mask.mean()      # 1-pixel points leave gaps

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from egox_model.errors import InputError, ModelLoadError
-from egox_model.generator.wan import WanGenerator
-from egox_model.generator.wan.conditioning import ConditioningOptions, condition_mask
+from egox_model.generator.gga import GGAConfig
+from egox_model.generator.wan import ConditioningOptions, WanConfig, WanGenerator
+from egox_model.generator.wan.conditioning import condition_mask
 from egox_model.generator.wan.loading import check_model_dir, load_scheduler
 from egox_model.generator.wan.lora import add_lora, save_lora
 from egox_model.generator.wan.text_cache import TEXT_LENGTH
@@ -33,7 +34,7 @@ def model_dir(tmp_path_factory):
 def make_generator(model_dir, **options) -> WanGenerator:
     options = {"dtype": "float32", "device": "cpu", "num_inference_steps": 3,
                "progress": False, **options}
-    return WanGenerator(model_dir=model_dir, **options)
+    return WanGenerator(WanConfig(model_dir=str(model_dir), **options))
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_gga_wiring_and_ablation_switches(generator, model_dir):
     assert processors["blocks.0.attn1.processor"] is processors["blocks.1.attn1.processor"]
     assert type(processors["blocks.0.attn2.processor"]).__name__ == "WanAttnProcessor"
     with_gga, no_geometry = run(generator.pipe, geometry), run(generator.pipe)
-    stock = run(make_generator(model_dir, gga=False).pipe, geometry)
+    stock = run(make_generator(model_dir, gga=GGAConfig(strength=0.0)).pipe, geometry)
     assert np.abs(no_geometry - stock).max() <= 1
     assert np.abs(with_gga - stock).mean() > 0.5
     for switch in ({"zero_prior": True}, {"noisy_exo": True}, {"mask_layout": "exo"},
@@ -151,14 +152,14 @@ def test_lora_from_file_changes_the_output(generator, model_dir, tmp_path):
             torch.nn.init.normal_(param, std=0.2)
     path = save_lora(transformer, tmp_path / "lora")
     clip = tiny_clip()
-    with_lora = make_generator(model_dir, lora_path=path)
+    with_lora = make_generator(model_dir, lora_path=str(path))
     assert with_lora.loaded["lora"]["rank"] == 4
     out = with_lora.generate(clip).ego_rgb
     assert not np.array_equal(out, generator.generate(clip).ego_rgb)
 
 
 def test_text_embeddings_are_cached_on_disk(model_dir, tmp_path):
-    gen = make_generator(model_dir, text_cache_dir=tmp_path / "text")
+    gen = make_generator(model_dir, text_cache_dir=str(tmp_path / "text"))
     encoder = gen.pipe.prompt_encoder
     embeds = encoder.encode(["a person picks up the cup", ""])
     assert embeds.shape == (2, TEXT_LENGTH, 24)
@@ -169,7 +170,7 @@ def test_text_embeddings_are_cached_on_disk(model_dir, tmp_path):
     def no_encoder():
         raise AssertionError("the text encoder must not be loaded for a cached prompt")
 
-    fresh = make_generator(model_dir, text_cache_dir=tmp_path / "text").pipe.prompt_encoder
+    fresh = make_generator(model_dir, text_cache_dir=str(tmp_path / "text")).pipe.prompt_encoder
     fresh.load_text_encoder = no_encoder
     torch.testing.assert_close(fresh.encode(["a person picks up the cup", ""]), embeds)
 
@@ -244,18 +245,28 @@ def test_egox_generate_command(model_dir, tmp_path):
     result = CliRunner().invoke(app, [
         "generate", "--exo", str(tmp_path / "exo.mp4"), "--exo-camera", str(tmp_path / "exo.json"),
         "--ego-poses", str(tmp_path / "ego.json"), "--exo-depth", str(tmp_path / "depth.npz"),
-        "--model-dir", str(model_dir), "--out", str(out), "--steps", "2", "--device", "cpu",
-        "--frames", "5", "--prompt", "a person picks up the cup"])
+        "--backend", "wan", "--wan.model_dir", str(model_dir), "--out", str(out),
+        "--wan.num_inference_steps", "2", "--wan.device", "cpu", "--wan.dtype", "float32",
+        "--wan.progress", "false", "--frames", "5", "--prompt", "a person picks up the cup"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["backend"] == "wan" and report["frames"] == FRAMES
+    assert report["diagnostics"]["steps"] == 2 and report["diagnostics"]["dtype"] == "float32"
     assert (out / "ego.mp4").stat().st_size > 0 and (out / "prior.mp4").is_file()
     np.testing.assert_array_equal(np.load(out / "ego_stamps_ns.npy"),
                                   np.round(np.arange(FRAMES) * 1e9 / 30))
 
 
-def test_registry_builds_the_wan_backend(model_dir):
-    from egox_model.generator import make_generator
+def test_registry_builds_the_wan_backend_from_the_config_tree(model_dir):
+    from egox_model.config import from_flat
+    from egox_model.generator import GeneratorConfig, make_generator
 
-    gen = make_generator("wan", model_dir=model_dir, dtype="float32", device="cpu", gga=False)
-    assert isinstance(gen, WanGenerator) and gen.config.gga is False
+    config = from_flat(GeneratorConfig, {
+        "backend": "wan", "wan.model_dir": str(model_dir), "wan.dtype": "float32",
+        "wan.device": "cpu", "wan.gga.strength": 0.0, "wan.num_inference_steps": 1,
+        "prior.render.max_splat_level": 0})
+    gen = make_generator(config)
+    assert isinstance(gen, WanGenerator) and gen.config == config.wan
+    assert gen.prior_config.render.max_splat_level == 0
+    processors = gen.pipe.transformer.attn_processors
+    assert type(processors["blocks.0.attn1.processor"]).__name__ == "WanAttnProcessor"

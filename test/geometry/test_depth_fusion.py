@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from egox_model.errors import InputError
+from egox_model.errors import ConfigError, InputError
 from egox_model.geometry.depth_fusion import FusionConfig, fuse_depth
 
 ALPHA, BETA = 2.0, 0.1
@@ -71,5 +71,5 @@ def test_bad_input_names_the_field():
         fuse_depth(video[:0], mono[:0])
     with pytest.raises(InputError, match="every frame"):
         fuse_depth(video, np.zeros_like(mono))
-    with pytest.raises(InputError, match="momentum"):
+    with pytest.raises(ConfigError, match="momentum"):
         FusionConfig(momentum=1.0)

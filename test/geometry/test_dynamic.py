@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from egox_model.errors import InputError
+from egox_model.errors import ConfigError, InputError
 from egox_model.geometry.dynamic import MotionMaskConfig, motion_masks
 from egox_model.scene import SceneConfig, render_scene
 
@@ -25,5 +25,5 @@ def test_static_video_has_no_motion():
 def test_bad_input():
     with pytest.raises(InputError, match="rgb"):
         motion_masks(np.zeros((0, 4, 4, 3), np.uint8))
-    with pytest.raises(InputError, match="threshold"):
+    with pytest.raises(ConfigError, match="threshold"):
         MotionMaskConfig(threshold=0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from egox_model.errors import InputError
+from egox_model.errors import ConfigError, InputError
 from egox_model.eval.metrics import psnr
 from egox_model.geometry.camera import Intrinsics
 from egox_model.geometry.pointcloud import LiftConfig, PointCloud, lift_points
@@ -91,7 +91,7 @@ def test_render_rejects_bad_poses_and_configs():
     cloud = PointCloud(torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.uint8))
     with pytest.raises(InputError, match="c2w"):
         render_points(cloud, K, np.eye(4))
-    with pytest.raises(InputError, match="max_splat_level"):
+    with pytest.raises(ConfigError, match="max_splat_level"):
         RenderConfig(max_splat_level=-1)
 
 

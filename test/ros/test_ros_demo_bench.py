@@ -3,6 +3,8 @@ import json
 
 from ros_fixtures import wait_until  # noqa: F401,I100 (sets the ROS isolation env first)
 
+from egox_model.config import from_flat
+from egox_model.generator import GeneratorConfig
 from egox_model.generator.wan.tiny import save_tiny_model_dir
 from egox_model.scene import SceneConfig
 from egox_ros.bench import bench_conversion
@@ -25,16 +27,19 @@ def test_demo_goes_through_ros(tmp_path):
 
 
 def test_demo_with_the_wan_backend(tmp_path):
-    """`egox demo --generator wan --model-dir DIR`, with the tiny random-weight model saved
-    and loaded back; sizes are multiples of 16 and 4k+1 frames, as Wan needs."""
+    """`egox demo --backend wan --wan.model_dir DIR --wan.num_inference_steps 4`, with the
+    tiny random-weight model saved and loaded back; sizes are multiples of 16 and 4k+1
+    frames, as Wan needs."""
     model_dir = save_tiny_model_dir(tmp_path / "model")
-    config = SceneConfig(seed=2, num_frames=5, exo_size=(64, 112), ego_size=(64, 64))
-    report = run_demo_with_ros(tmp_path / "out", seed=2, generator="wan",
-                               model_dir=str(model_dir), scene_config=config)
+    scene = SceneConfig(seed=2, num_frames=5, exo_size=(64, 112), ego_size=(64, 64))
+    config = from_flat(GeneratorConfig, {"backend": "wan", "wan.model_dir": str(model_dir),
+                                         "wan.num_inference_steps": 4, "wan.seed": 7})
+    report = run_demo_with_ros(tmp_path / "out", seed=2, config=config, scene_config=scene)
     assert report["backend"] == "wan" and report["frames"] == 5
     assert report["ego_messages"] == 5 and report["stamps_match"] is True
     assert report["ros_vs_file_max_abs_diff"] == 0  # same seed, same inputs
-    assert report["diagnostics"]["steps"] == 50 and report["diagnostics"]["gga"]["strength"] == 3
+    assert report["diagnostics"]["steps"] == 4 and report["diagnostics"]["seed"] == 7
+    assert report["ros"]["node"]["clips_published"] == 1
 
 
 def test_conversion_benchmark_reports_both_sides():

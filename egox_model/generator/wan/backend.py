@@ -1,12 +1,15 @@
 """`WanGenerator`: the `wan` backend (Wan 2.1 I2V + EgoX LoRA + GGA) behind `Generator`."""
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 
 from egox_model.clip import Clip
-from egox_model.generator.base import Generator, GeneratorOutput, StepCallback
+from egox_model.generator.base import Generator, StepCallback
+from egox_model.generator.config import GeneratorConfig
 from egox_model.generator.gga import GGAAttnProcessor
-from egox_model.generator.wan.conditioning import ConditioningOptions
 from egox_model.generator.wan.config import WanConfig
 from egox_model.generator.wan.loading import load_components, load_text_encoder, resolve_dtype
 from egox_model.generator.wan.lora import fuse_lora, load_lora
@@ -15,14 +18,18 @@ from egox_model.generator.wan.text_cache import (PromptEncoder, TextEmbeddingCac
                                                  text_encoder_key)
 from egox_model.geometry.latent_grid import check_clip_shapes
 from egox_model.geometry.tokens import token_geometry
-from egox_model.prior import render_ego_prior, stage_timer
+from egox_model.output import GeneratorOutput
+from egox_model.prior import PriorConfig, render_ego_prior
+from egox_model.timing import stage_timer
 
 __all__ = ["WanGenerator", "build_pipeline", "resolve_device"]
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """`device`, or CUDA when available and the CPU otherwise."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+def resolve_device(device: str) -> torch.device:
+    """`device`; "auto": CUDA when available, else the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
 
 
 def build_pipeline(config: WanConfig) -> tuple[EgoXWanPipeline, dict]:
@@ -32,22 +39,24 @@ def build_pipeline(config: WanConfig) -> tuple[EgoXWanPipeline, dict]:
     """
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype)
-    parts = load_components(config.model_dir, dtype=dtype,
-                            vae_dtype=resolve_dtype(config.vae_dtype),
-                            flow_shift=config.flow_shift, text_encoder=False)
-    info: dict = {"model_dir": str(config.model_dir), "device": str(device), "dtype": config.dtype}
-    if config.lora_path is not None:
-        info["lora"] = {"path": str(config.lora_path), **load_lora(parts.transformer,
-                                                                   config.lora_path)}
+    model_dir = Path(config.model_dir).expanduser()
+    parts = load_components(model_dir, dtype=dtype, vae_dtype=resolve_dtype(config.vae_dtype),
+                            flow_shift=config.flow_shift or None, text_encoder=False)
+    info: dict = {"model_dir": str(model_dir), "device": str(device), "dtype": config.dtype}
+    if config.lora_path:
+        lora_path = Path(config.lora_path).expanduser()
+        info["lora"] = {"path": str(lora_path), **load_lora(parts.transformer, lora_path)}
         fuse_lora(parts.transformer, config.lora_scale)
-    if config.gga:
-        install_attn1_processor(parts.transformer, GGAAttnProcessor(config.gga_config()))
+    if config.gga.strength > 0:
+        install_attn1_processor(parts.transformer, GGAAttnProcessor(config.gga))
     pipe = EgoXWanPipeline(parts.vae, parts.transformer, parts.scheduler,
                            image_encoder=parts.image_encoder,
                            image_processor=parts.image_processor)
     pipe.prompt_encoder = PromptEncoder(
-        parts.tokenizer, lambda: load_text_encoder(config.model_dir, dtype),
-        TextEmbeddingCache(text_encoder_key(config.model_dir), config.text_cache_dir),
+        parts.tokenizer, lambda: load_text_encoder(model_dir, dtype),
+        TextEmbeddingCache(text_encoder_key(model_dir),
+                           Path(config.text_cache_dir).expanduser() if config.text_cache_dir
+                           else None),
         device=device, keep_loaded=config.keep_text_encoder, offload=config.cpu_offload)
     if config.vae_tiling:
         parts.vae.enable_tiling()
@@ -60,23 +69,18 @@ def build_pipeline(config: WanConfig) -> tuple[EgoXWanPipeline, dict]:
 
 
 class WanGenerator(Generator):
-    """EgoX with Wan 2.1 I2V: renders the geometric prior, then samples the ego video.
-
-    `WanGenerator(WanConfig(...))` or `WanGenerator(model_dir=..., lora_path=..., ...)`.
-    """
+    """EgoX with Wan 2.1 I2V: renders the geometric prior, then samples the ego video."""
 
     name = "wan"
 
-    def __init__(self, config: WanConfig | None = None, **options) -> None:
-        self.config = config if config is not None else WanConfig(**options)
-        self.pipe, self.loaded = build_pipeline(self.config)
+    def __init__(self, config: WanConfig, prior: PriorConfig = PriorConfig()) -> None:
+        self.config, self.prior_config = config, prior
+        self.pipe, self.loaded = build_pipeline(config)
 
-    @property
-    def conditioning(self) -> ConditioningOptions:
-        """The conditioning switches of the config."""
-        cfg = self.config
-        return ConditioningOptions(mask_layout=cfg.mask_layout, clip_image=cfg.clip_image,
-                                   zero_prior=cfg.zero_prior, noisy_exo=cfg.noisy_exo)
+    @classmethod
+    def from_config(cls, config: GeneratorConfig) -> WanGenerator:
+        """The backend with the tree's `wan` and prior settings."""
+        return cls(config.wan, config.prior)
 
     def generate(self, clip: Clip, *, callback: StepCallback | None = None) -> GeneratorOutput:
         """Ego frames (F, ego_K.height, ego_K.width, 3) uint8 for `clip`; callback(i, steps)
@@ -85,10 +89,10 @@ class WanGenerator(Generator):
         num_frames = clip.num_frames
         check_clip_shapes(num_frames, clip.exo_rgb.shape[1:3],
                           (clip.ego_K.height, clip.ego_K.width))
-        prior = render_ego_prior(clip, cfg.prior)
+        prior = render_ego_prior(clip, self.prior_config)
         timings: dict[str, float] = {}
         geometry = None
-        if cfg.gga and cfg.gga_strength > 0:
+        if cfg.gga.strength > 0:
             with stage_timer(timings, "token_geometry", num_frames):
                 geometry = token_geometry(clip.exo_K, clip.exo_c2w, prior.exo_depth_m,
                                           clip.ego_K, clip.ego_c2w)
@@ -99,12 +103,12 @@ class WanGenerator(Generator):
                             num_inference_steps=cfg.num_inference_steps,
                             guidance_scale=cfg.guidance_scale,
                             generator=torch.Generator().manual_seed(cfg.seed),
-                            token_geometry=geometry, options=self.conditioning,
+                            token_geometry=geometry, options=cfg.conditioning,
                             callback_on_step_end=step_end)
         diagnostics = {**self.loaded, "steps": cfg.num_inference_steps, "seed": cfg.seed,
                        "guidance_scale": cfg.guidance_scale,
-                       "gga": cfg.gga_config().__dict__ if cfg.gga else None,
-                       "conditioning": self.conditioning.__dict__}
+                       "gga": dataclasses.asdict(cfg.gga) if cfg.gga.strength > 0 else None,
+                       "conditioning": dataclasses.asdict(cfg.conditioning)}
         return GeneratorOutput(ego_rgb=out.frames, prior=prior, backend=self.name,
                                stamps_ns=clip.stamps_ns,
                                ms_per_frame={**prior.ms_per_frame, **timings},

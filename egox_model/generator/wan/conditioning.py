@@ -6,34 +6,12 @@ frames = (F - 1) / 4 + 1, h = H / 8. The transformer input stacks on channels
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from egox_model.errors import InputError
-from egox_model.generator.wan.config import CLIP_IMAGE_CHOICES, MASK_LAYOUTS
 from egox_model.geometry.latent_grid import VAE_TIME, check_num_frames
 
-__all__ = ["ConditioningOptions", "build_condition", "condition_mask", "decode_latents",
+__all__ = ["build_condition", "condition_mask", "decode_latents",
            "encode_video", "frames_to_video_tensor", "noisy_exo", "video_tensor_to_frames"]
-
-
-@dataclass(frozen=True)
-class ConditioningOptions:
-    """How the condition is built (see WanConfig for the meaning of each switch)."""
-
-    mask_layout: str = "official"
-    clip_image: str = "official"
-    zero_prior: bool = False
-    noisy_exo: bool = False
-
-    def __post_init__(self) -> None:
-        if self.mask_layout not in MASK_LAYOUTS:
-            raise InputError(f"mask_layout must be one of {list(MASK_LAYOUTS)}, "
-                             f"got {self.mask_layout!r}")
-        if self.clip_image not in CLIP_IMAGE_CHOICES:
-            raise InputError(f"clip_image must be one of {list(CLIP_IMAGE_CHOICES)}, "
-                             f"got {self.clip_image!r}")
 
 
 def frames_to_video_tensor(frames, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -1,19 +1,18 @@
-"""`WanConfig`: every option of the `wan` backend, validated in one place.
+"""`WanConfig`: every option of the `wan` backend, declared once (egox_model.config).
 
-The same dataclass is filled from Python, CLI flags (`egox generate`) and ROS parameters.
-Defaults follow the official EgoX release (see docs/wan.md for each choice and its
-saner alternative).
+The same dataclass is filled from Python, CLI flags (`--wan.num_inference_steps 20`) and ROS
+parameters (`wan.num_inference_steps`). Defaults follow the official EgoX release (see
+docs/wan.md for each choice and its saner alternative).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from egox_model.errors import InputError
+from egox_model.config import check_settings, group, setting
+from egox_model.errors import ConfigError
 from egox_model.generator.gga import GGAConfig
-from egox_model.prior import PriorConfig
 
-__all__ = ["CLIP_IMAGE_CHOICES", "DTYPES", "MASK_LAYOUTS", "WanConfig"]
+__all__ = ["CLIP_IMAGE_CHOICES", "ConditioningOptions", "DTYPES", "MASK_LAYOUTS", "WanConfig"]
 
 #: dtype names accepted for `dtype` and `vae_dtype`.
 DTYPES = ("bfloat16", "float16", "float32")
@@ -25,74 +24,65 @@ MASK_LAYOUTS = ("official", "exo")
 CLIP_IMAGE_CHOICES = ("official", "prior")
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise InputError(f"{name} must be one of {list(choices)}, got {value!r}")
+@dataclass(frozen=True)
+class ConditioningOptions:
+    """How the condition is built; `zero_prior` and `noisy_exo` are the paper's ablations."""
+
+    mask_layout: str = setting("official", "mask channels: 'official' marks only latent frame "
+                               "0's exo region (the release's inference code), 'exo' every "
+                               "frame's exo region", choices=MASK_LAYOUTS)
+    clip_image: str = setting("official", "CLIP image: 'official' = frame 0 of the decoded "
+                              "initial latent (exo | decoded noise), 'prior' = exo | ego prior "
+                              "frame 0", choices=CLIP_IMAGE_CHOICES)
+    zero_prior: bool = setting(False, "ablation 'no ego prior': the prior latent p0 is zero")
+    noisy_exo: bool = setting(False, "ablation 'noisy exo latent': the exo half is re-noised "
+                              "to the current sigma each step (SDEdit-style) instead of clean")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WanConfig:
     """Options of the Wan 2.1 I2V + LoRA + GGA generator.
 
-    Paths are local; nothing is downloaded. `device=None` picks CUDA when available.
-    Ablations (paper table): `gga=False` (no GGA), `zero_prior=True` (p0 = 0),
-    `noisy_exo=True` (exo half re-noised to the current sigma each step, SDEdit-style,
-    instead of the clean x0).
+    Paths are local; nothing is downloaded. "" means unset for paths, 0 for `flow_shift`.
     """
 
-    model_dir: str | Path
-    lora_path: str | Path | None = None
-    lora_scale: float = 1.0
-    num_inference_steps: int = 50
-    guidance_scale: float = 5.0
-    negative_prompt: str = ""
-    seed: int = 0
-    #: Overrides the scheduler config's flow shift when set (Wan: 3.0 at 480p, 5.0 at 720p).
-    flow_shift: float | None = None
-    gga: bool = True
-    gga_strength: float = 3.0
-    gga_form: str = "official"
-    gga_kernel: str = "split"
-    zero_prior: bool = False
-    noisy_exo: bool = False
-    mask_layout: str = "official"
-    clip_image: str = "official"
-    device: str | None = None
-    dtype: str = "bfloat16"
-    vae_dtype: str = "float32"
-    cpu_offload: bool = False
-    vae_tiling: bool = False
-    #: Text embeddings are cached here (one safetensors file per prompt and text encoder).
-    text_cache_dir: str | Path | None = None
-    #: False: the text encoder is freed after encoding and reloaded only for a new prompt.
-    keep_text_encoder: bool = False
-    progress: bool = True
-    prior: PriorConfig = field(default_factory=PriorConfig)
+    model_dir: str = setting("", "local diffusers-layout Wan 2.1 I2V directory (required "
+                             "with backend 'wan')")
+    lora_path: str = setting("", "EgoX LoRA .safetensors file or its directory ('' = none; "
+                             "official keys accepted)")
+    lora_scale: float = setting(1.0, "LoRA scale when fusing", low=0.0)
+    num_inference_steps: int = setting(50, "denoising steps", low=1)
+    guidance_scale: float = setting(5.0, "classifier-free guidance scale (1 disables CFG)",
+                                    low=1.0)
+    negative_prompt: str = setting("", "negative prompt of classifier-free guidance")
+    seed: int = setting(0, "noise seed (the same seed gives the same video on any device)",
+                        low=0)
+    flow_shift: float = setting(0.0, "overrides the scheduler config's flow shift (Wan: 3.0 "
+                                "at 480p, 5.0 at 720p); 0 = the model directory's", low=0.0)
+    gga: GGAConfig = group(GGAConfig, "Geometry-Guided Attention in every block's "
+                           "self-attention (strength 0 = off)")
+    conditioning: ConditioningOptions = group(ConditioningOptions, "how the exo and prior "
+                                              "latents condition the transformer")
+    device: str = setting("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    dtype: str = setting("bfloat16", "transformer and text encoder dtype", choices=DTYPES)
+    vae_dtype: str = setting("float32", "VAE dtype", choices=DTYPES)
+    cpu_offload: bool = setting(False, "model CPU offload: less GPU memory, slower (CUDA)")
+    vae_tiling: bool = setting(False, "tiled VAE encode/decode (less memory)")
+    text_cache_dir: str = setting("", "folder caching prompt embeddings ('' = no cache)")
+    keep_text_encoder: bool = setting(False, "keep the text encoder loaded (else freed after "
+                                      "encoding, reloaded only for a new prompt)")
+    progress: bool = setting(True, "progress bar of the denoising steps on stderr")
 
     def __post_init__(self) -> None:
-        self.model_dir = Path(self.model_dir).expanduser()
-        if self.lora_path is not None:
-            self.lora_path = Path(self.lora_path).expanduser()
-        if self.text_cache_dir is not None:
-            self.text_cache_dir = Path(self.text_cache_dir).expanduser()
-        if int(self.num_inference_steps) < 1:
-            raise InputError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
-        if not self.guidance_scale >= 1.0:
-            raise InputError(f"guidance_scale must be >= 1 (1 disables CFG), "
-                             f"got {self.guidance_scale}")
-        if self.flow_shift is not None and not self.flow_shift > 0:
-            raise InputError(f"flow_shift must be positive, got {self.flow_shift}")
-        self.gga_config()  # validates strength, form and kernel
-        _choice("mask_layout", self.mask_layout, MASK_LAYOUTS)
-        _choice("clip_image", self.clip_image, CLIP_IMAGE_CHOICES)
-        _choice("dtype", self.dtype, DTYPES)
-        _choice("vae_dtype", self.vae_dtype, DTYPES)
-        if self.device is not None and not str(self.device).startswith(("cpu", "cuda")):
-            raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        if self.cpu_offload and self.device is not None and str(self.device) == "cpu":
-            raise InputError("cpu_offload needs a CUDA device; set device='cuda' or "
-                             "cpu_offload=False")
-
-    def gga_config(self) -> GGAConfig:
-        """The GGA processor settings (lambda, bias form, kernel)."""
-        return GGAConfig(strength=self.gga_strength, form=self.gga_form, kernel=self.gga_kernel)
+        check_settings(self)
+        device = self.device
+        if not (device in ("auto", "cpu", "cuda")
+                or device.startswith("cuda:") and device[5:].isdigit()):
+            raise ConfigError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'", key="device",
+                              value=device)
+        if self.cpu_offload and device == "cpu":
+            raise ConfigError("cpu_offload=true needs a CUDA device; set device to 'cuda' or "
+                              "cpu_offload to false")

@@ -159,12 +159,13 @@ def load_components(model_dir: Path, *, dtype: torch.dtype = torch.bfloat16,
     dtype is for the transformer and text encoder; the VAE and image encoder use vae_dtype.
     text_encoder=False leaves it unloaded (prompts then come from the embedding cache).
     """
+    model_dir = Path(model_dir)
+    configs = check_model_dir(model_dir)          # before the heavy imports: fail fast
+
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
     import transformers
     from transformers import AutoTokenizer, CLIPImageProcessor
 
-    model_dir = Path(model_dir)
-    configs = check_model_dir(model_dir)
     transformer = _load("transformer", WanTransformer3DModel.from_pretrained,
                         model_dir / "transformer", torch_dtype=dtype)
     vae = _load("vae", AutoencoderKLWan.from_pretrained, model_dir / "vae", torch_dtype=vae_dtype)

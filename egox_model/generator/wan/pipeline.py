@@ -16,8 +16,9 @@ from diffusers.utils import BaseOutput
 
 from egox_model.errors import InputError
 from egox_model.generator.wan.conditioning import (
-    ConditioningOptions, build_condition, condition_mask, decode_latents, encode_video,
-    frames_to_video_tensor, noisy_exo, video_tensor_to_frames)
+    build_condition, condition_mask, decode_latents, encode_video, frames_to_video_tensor,
+    noisy_exo, video_tensor_to_frames)
+from egox_model.generator.wan.config import ConditioningOptions
 from egox_model.generator.wan.text_cache import PromptEncoder
 from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, check_clip_shapes
 

@@ -1,0 +1,49 @@
+"""`GeneratorConfig`: the backend choice, the shared ego prior and every backend's settings.
+
+The root of the config tree below the node: `egox generate` and `egox demo` fill it from
+flags, the `egox` node's `EgoxConfig` extends it with the ROS settings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from egox_model.config import check_settings, group, setting
+from egox_model.errors import ConfigError
+from egox_model.generator.wan.config import WanConfig
+from egox_model.geometry.latent_grid import check_clip_shapes
+from egox_model.prior import PriorConfig
+
+__all__ = ["BACKENDS", "GeneratorConfig"]
+
+#: Backend name -> "module:Class" (imported only when built).
+BACKENDS = {
+    "prior": "egox_model.generator.prior_backend:PriorGenerator",
+    "wan": "egox_model.generator.wan.backend:WanGenerator",
+}
+#: Backend name -> check of the clip shapes it can take (frames, exo (H, W), ego (H, W)).
+_CLIP_SHAPE_CHECKS = {"wan": check_clip_shapes}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Which backend runs, and the settings of the prior and of each backend."""
+
+    backend: str = setting("prior", "generator backend: 'prior' (rendered prior + hole "
+                           "filling, the geometric baseline) or 'wan' (Wan 2.1 I2V + EgoX "
+                           "LoRA + GGA)", choices=tuple(BACKENDS))
+    prior: PriorConfig = group(PriorConfig, "the ego prior every backend renders first")
+    wan: WanConfig = group(WanConfig, "backend 'wan'")
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if self.backend == "wan" and not self.wan.model_dir:
+            raise ConfigError("backend 'wan' needs a local Wan 2.1 I2V model directory "
+                              "(diffusers layout)", key="wan.model_dir", value="")
+
+    def check_clip_shapes(self, num_frames: int, exo_hw: tuple[int, int] | None,
+                          ego_hw: tuple[int, int]) -> None:
+        """Raise InputError when the backend cannot take clips of this shape; `exo_hw` None
+        (not known yet) checks the ego size against itself only."""
+        check = _CLIP_SHAPE_CHECKS.get(self.backend)
+        if check is not None:
+            check(num_frames, exo_hw or ego_hw, ego_hw)
