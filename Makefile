@@ -7,7 +7,7 @@ DEMO_OUT ?= out/demo
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt constraints.txt setup.py scripts/install.sh
+$(STAMP): requirements.txt requirements-ros.txt constraints.txt setup.py scripts/install.sh
 	bash scripts/install.sh
 	touch $@
 

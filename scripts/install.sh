@@ -25,6 +25,8 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --disable-pip-version-check "pip==25.3"
 $PIP install -q --disable-pip-version-check ${EGOX_TORCH:-torch==2.13.0}
-$PIP install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
+# requirements-ros.txt: the ROS 2 client libraries as PyPI wheels (this venv has no ROS install)
+$PIP install -q --disable-pip-version-check -c constraints.txt -r requirements.txt \
+  -r requirements-ros.txt
 $PIP install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 echo "[install] .venv ready"
