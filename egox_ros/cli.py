@@ -23,11 +23,6 @@ from egox_ros.params import EgoxConfig
 __all__ = ["app", "main"]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
 @app.command()
 def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory (MCAP)"),
            topics: list[str] = typer.Argument(..., help="absolute topic names to record"),
@@ -42,7 +37,7 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
     from egox_ros.recorder import BagRecorder
 
     if out.exists():
-        _fail(f"{out} already exists; rosbag2 bags go into a new directory")
+        raise ConfigError(f"--out {out} already exists; rosbag2 bags go into a new directory")
     use_localhost_profile()       # discovery range: the user's (a robot's topics may be remote)
     rclpy.init()
     recorder = BagRecorder(out, topics)

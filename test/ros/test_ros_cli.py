@@ -60,8 +60,9 @@ def test_every_node_parameter_is_a_flag(changed_values, tmp_path):
      "error: parameter prior.fusion.trim_quantiles='[0.5': must be a list of 2 numbers"),
     (["convert", "in", "out", "--remap", "exo/image_raw"], "error: --remap 'exo/image_raw' "
                                                            "must be REL=ABS"),
-    (["convert", "in", "out", "--config", "broken.yaml"], "broken.yaml:3:10: not valid YAML: mapping values"),
-    (["convert", "missing_bag", "out"], "error: "),
+    (["convert", "in", "out", "--config", "broken.yaml"],
+     "error: broken.yaml:3:10: not valid YAML: mapping values are not allowed here"),
+    (["convert", "missing_bag", "out"], "error: input bag missing_bag does not exist"),
     (["generate", "--exo", "none.mp4", "--exo-camera", "c.json", "--ego-poses", "e.json",
       "--exo-depth", "d.npz"], "error: "),
     (["params", "--fps", "fast"], "error: parameter fps='fast': must be a number > 0"),
