@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import array
-import threading
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -97,12 +96,11 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
                   ego_size=(448, 448), clips: int = 2, seed: int = 0) -> dict[str, Any]:
     """Clip latency through the in-process node over DDS (see module docstring)."""
     local_ros_env()
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from egox_model.scene import SceneConfig, render_scene
+    from egox_ros.harness import RosHarness
     from egox_ros.node import EgoxNode, make_backend
     from egox_ros.player import ScenePlayer
     from egox_ros.ros_demo import PLAYED_TOPICS, demo_config
@@ -128,37 +126,27 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         first_ego.setdefault(stamp, time.monotonic())
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    # One thread: rclpy's MultiThreadedExecutor let the node fall 250-600 ms behind a 30 fps
-    # input on this 2-core machine (thread pool + GIL); the single-threaded one keeps up.
-    executor = SingleThreadedExecutor(context=context)
-    nodes = []
-    try:
-        node = EgoxNode(config=config, generator=generator, context=context)
-        player = ScenePlayer(played, publish_mask=True, context=context)
-        sink = rclpy.create_node("egox_bench_sink", context=context)
+    # One executor thread (egox_ros.harness): rclpy's MultiThreadedExecutor let the node fall
+    # 250-600 ms behind a 30 fps input on a 2-core machine (thread pool + GIL).
+    with RosHarness(thread_name="egox-bench-spin") as harness:
+        node = harness.add(EgoxNode(config=config, generator=generator,
+                                    context=harness.context))
+        player = harness.add(ScenePlayer(played, publish_mask=True, context=harness.context))
+        sink = harness.create_node("egox_bench_sink")
         sink.create_subscription(Image, "/egox/ego/image", on_ego,
                                  QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
-        nodes = [node, player, sink]
-        for n in nodes:
-            executor.add_node(n)
-        threading.Thread(target=executor.spin, daemon=True).start()
-        deadline = time.monotonic() + 20
-        while (not player.wait_for_subscribers(1, timeout=0.0, topics=PLAYED_TOPICS)
-               or node.count_subscribers("/egox/ego/image") < 1):
-            if time.monotonic() > deadline:
-                raise RuntimeError("discovery timed out")
-            time.sleep(0.02)
+        harness.wait_until(
+            lambda: player.wait_for_subscribers(1, timeout=0.0, topics=PLAYED_TOPICS)
+            and node.count_subscribers("/egox/ego/image") >= 1, 20.0,
+            what="discovery: the node and the sink did not see the player's topics",
+            error=RuntimeError)
         for c in range(clips):
             played.stamps_ns = stamps[c * frames:(c + 1) * frames]
             player.play()
-            deadline = time.monotonic() + 300
-            while (int(played.stamps_ns[0]) not in first_ego
-                   and time.monotonic() < deadline):
-                time.sleep(0.01)
-            if len(node.latencies_ms) < c + 1:
-                raise RuntimeError(f"clip {c} did not come out within 300 s: {node.stats()}")
+            first = int(played.stamps_ns[0])
+            harness.wait_until(lambda: first in first_ego and len(node.latencies_ms) > c, 300.0,
+                               what=lambda: f"clip {c} did not come out: {node.stats()}",
+                               error=RuntimeError)
             stages.append(dict(node.stage_ms))
         latency = np.array(node.latencies_ms)
         backend_ms = np.array(node.backend_ms)
@@ -168,11 +156,6 @@ def bench_latency(backend: str = "prior", *, frames: int = 49, exo_size=(448, 78
             first_out = first_ego.get(int(stamps[c * frames]))
             if first_out is not None:
                 end_to_end.append(float((first_out - last_in) * 1e3))
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        for n in nodes:
-            n.destroy_node()
-        context.try_shutdown()
     return {"backend": generator.name, "frames": frames,
             "exo": f"{exo_size[1]}x{exo_size[0]}", "ego": f"{ego_size[1]}x{ego_size[0]}",
             "clips": clips, "backend_ms_per_clip": [round(float(x), 1) for x in backend_ms],

@@ -7,22 +7,28 @@ are reliable (REP 2003); frames are paced at the scene's fps times `rate` (0 = n
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from egox_model.errors import ConfigError
 from egox_model.geometry.pose import c2w_to_pose
 from egox_ros.image_conversion import numpy_to_compressed, numpy_to_image
 from egox_ros.messages import RclpyFactory
+from egox_ros.spin import ros_main
 
-__all__ = ["ScenePlayer", "main"]
+__all__ = ["PlayerOptions", "ScenePlayer", "main"]
 
 
 class ScenePlayer(Node):
@@ -116,42 +122,75 @@ class ScenePlayer(Node):
         return self.published
 
 
+@dataclass(frozen=True)
+class PlayerOptions:
+    """What `egox_player` plays: the scene of `seed`, once or looping (`loop`), then staying
+    `linger_s` seconds so reliable subscribers can still repair lost samples."""
+
+    seed: int = 0
+    loop: bool = True
+    linger_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"parameter seed={self.seed}: must be an integer >= 0")
+        if not math.isfinite(self.linger_s) or self.linger_s < 0:
+            raise ConfigError(f"parameter linger_s={self.linger_s}: must be a finite number "
+                              "of seconds >= 0")
+
+    @classmethod
+    def from_parameters(cls, node_name: str = "egox_player") -> PlayerOptions:
+        """Read the parameters through a short-lived node named like the player, so
+        `--params-file` sections and node-specific `-p NAME:VALUE` reach them; a value of the
+        wrong type raises rclpy's InvalidParameterTypeException (ros_main reports it)."""
+        probe = rclpy.create_node(node_name)
+        try:
+            default = cls()
+            return cls(seed=probe.declare_parameter("seed", default.seed).value,
+                       loop=probe.declare_parameter("loop", default.loop).value,
+                       linger_s=probe.declare_parameter("linger_s", default.linger_s).value)
+        finally:
+            probe.destroy_node()
+
+
 def main(args: list[str] | None = None) -> None:
-    """`egox_player`: render the synthetic scene (parameter `seed`) and play it, looping."""
-    from rclpy.executors import ExternalShutdownException
+    """`egox_player`: render the synthetic scene (parameter `seed`) and play it, looping.
 
-    from egox_model.scene import SceneConfig, render_scene
+    Parameters: seed (int >= 0), loop (bool), linger_s (float >= 0, after the last frame
+    when not looping). Bad values end as one fatal line and exit status 2 (see ros_main).
+    """
+    with ros_main("egox_player", args):
+        options = PlayerOptions.from_parameters()
+        from egox_model.scene import SceneConfig, render_scene    # seconds (torch): not before
 
-    rclpy.init(args=args)
-    node = None
-    stop = threading.Event()
-    try:
-        probe = rclpy.create_node("egox_player_params")
-        seed = probe.declare_parameter("seed", 0).value
-        loop = probe.declare_parameter("loop", True).value
-        linger = float(probe.declare_parameter("linger_s", 5.0).value)
-        probe.destroy_node()
-        scene = render_scene(SceneConfig(seed=int(seed)))
+        scene = render_scene(SceneConfig(seed=options.seed))
         node = ScenePlayer(scene)
-        spinner = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
-        spinner.start()
-        node.wait_for_subscribers(1, timeout=5.0)
-        while rclpy.ok():
-            node.play(stop)
-            if not loop:
-                # Stay a moment: reliable subscribers may still be repairing lost samples,
-                # which needs the publisher alive.
-                stop.wait(linger)
-                break
-            # Restart stamps after the last one so consumers see time moving forward.
-            span = int(scene.stamps_ns[-1] - scene.stamps_ns[0]) + int(1e9 / scene.fps)
-            scene.stamps_ns = scene.stamps_ns + span
-    except (KeyboardInterrupt, ExternalShutdownException):
-        stop.set()
-    finally:
-        if node is not None:
+        threading.Thread(target=_spin_quietly, args=(node,), daemon=True).start()
+        try:
+            node.wait_for_subscribers(1, timeout=5.0)
+            while rclpy.ok():
+                node.play()
+                if not options.loop:
+                    # Stay a moment: reliable subscribers may still be repairing lost
+                    # samples, which needs the publisher alive.
+                    time.sleep(options.linger_s)
+                    break
+                # Restart stamps after the last one so consumers see time moving forward.
+                span = int(scene.stamps_ns[-1] - scene.stamps_ns[0]) + int(1e9 / scene.fps)
+                scene.stamps_ns = scene.stamps_ns + span
+        finally:
             node.destroy_node()
-        rclpy.try_shutdown()
+
+
+def _spin_quietly(node: Node) -> None:
+    """rclpy.spin(node) in a helper thread; ends without a traceback at shutdown."""
+    try:
+        rclpy.spin(node)
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
+    except _rclpy.RCLError:
+        if node.context.ok():
+            raise                  # else SIGINT shut the context down under the wait
 
 
 if __name__ == "__main__":

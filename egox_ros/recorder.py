@@ -16,14 +16,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import rclpy.logging
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
                        ReliabilityPolicy)
 from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
                                 QosTime)
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
+from egox_model.errors import ConfigError
 from egox_ros.spin import spin_node
 
 __all__ = ["BagRecorder", "main"]
@@ -65,28 +67,30 @@ def rosbags_qos(profile: QoSProfile) -> Qos:
 class BagRecorder(Node):
     """Records `topics` (absolute names) to the MCAP bag directory `bag_path`.
 
-    The bag directory must not exist yet (rosbags refuses to overwrite).
+    Both come from the arguments or, overriding them, the parameters `bag_path` and
+    `topics`. The bag directory must not exist yet (rosbags refuses to overwrite); a missing
+    or existing `bag_path` and missing or relative topic names raise ConfigError.
     """
 
     def __init__(self, bag_path: str | Path | None = None, topics: Sequence[str] | None = None,
                  *, node_name: str = "egox_recorder", discovery_period_s: float = 0.1,
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-        bag_path = self.declare_parameter("bag_path", str(bag_path or "")).value
-        topics = self.declare_parameter("topics", list(topics or [""])).value
-        self.topics = [t for t in topics if t]
-        if not bag_path or not self.topics:
-            raise ValueError("egox_recorder needs parameters bag_path (a new directory) and "
-                             "topics (absolute topic names)")
-        self.bag_path = Path(bag_path)
-        self.writer = Writer(self.bag_path, version=9, storage_plugin=StoragePlugin.MCAP)
-        self.writer.open()
+        # Everything close() needs exists before anything below can raise: a node that
+        # failed half-way is still destroyed (by its caller or the context's shutdown).
+        self.writer: Writer | None = None
         self.counts: dict[str, int] = {}
         self._connections: dict[str, Any] = {}
         self._topic_subs: dict[str, Any] = {}
         self._stamp_in_header: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._closed = False
+        bag_path = self.declare_parameter("bag_path", str(bag_path or "")).value
+        topics = self.declare_parameter("topics", list(topics or [""])).value
+        self.topics = [t for t in topics or [] if t]        # `-p topics:=[]` reads as None
+        self.bag_path = Path(bag_path)
+        _check_parameters(bag_path, self.topics)
+        self.writer = _open_writer(self.bag_path)
         self._timer = self.create_timer(discovery_period_s, self._discover)
         self._discover()
 
@@ -172,14 +176,56 @@ class BagRecorder(Node):
             if self._closed:
                 return
             self._closed = True
+            if self.writer is None:                  # __init__ failed before opening it
+                return
             self.writer.close()
-        self.get_logger().info(f"bag closed: {self.bag_path} ({sum(self.counts.values())} "
-                               "messages)")
+        # After SIGINT the context is already shut down; the node's logger would also try
+        # /rosout and print "Failed to publish log message to rosout".
+        logger = (self.get_logger() if self.context.ok()
+                  else rclpy.logging.get_logger(f"{self.get_logger().name}.bag"))
+        logger.info(f"bag closed: {self.bag_path} ({sum(self.counts.values())} messages)")
 
     def destroy_node(self) -> None:
         """Close the bag, then destroy the node."""
         self.close()
         super().destroy_node()
+
+
+_EXAMPLE = 'e.g. --ros-args -p bag_path:=run1_bag -p topics:="[/exo/image_raw, /ego/pose]"'
+
+
+def _check_parameters(bag_path: str, topics: list[str]) -> None:
+    """ConfigError naming every missing or wrong one of bag_path and topics."""
+    problems = []
+    if not bag_path:
+        problems.append(f"parameter bag_path={bag_path!r}: set it to a new directory for the "
+                        "bag")
+    if not topics:
+        problems.append(f"parameter topics={topics!r}: list the absolute names of the topics "
+                        "to record")
+    relative = [t for t in topics if not t.startswith("/")]
+    if relative:
+        problems.append(f"parameter topics={topics!r}: {relative} are not absolute topic "
+                        "names; start each with /")
+    if not bag_path or not topics:                   # only egox_recorder leaves them unset
+        problems[-1] += f" ({_EXAMPLE})"
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _open_writer(path: Path) -> Writer:
+    """An open MCAP Writer on the new directory `path`; ConfigError when it cannot be."""
+    if path.exists():                            # rosbags refuses to overwrite
+        raise ConfigError(f"parameter bag_path={str(path)!r}: {path} already exists; a bag "
+                          "goes into a new directory: choose another path or remove it")
+    try:
+        writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+    except (WriterError, OSError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise ConfigError(f"parameter bag_path={str(path)!r}: cannot create the bag: "
+                          f"{reason}") from err
+    return writer
 
 
 def main(args: list[str] | None = None) -> None:

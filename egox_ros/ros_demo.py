@@ -7,8 +7,6 @@ ROS logs go to `DIR/ros_log` unless ROS_LOG_DIR is set.
 """
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +126,7 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
         shutil.rmtree(bag)
     local_ros_env(out_dir)
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
+    from egox_ros.harness import RosHarness
     from egox_ros.node import EgoxNode
     from egox_ros.player import ScenePlayer
     from egox_ros.recorder import BagRecorder
@@ -143,39 +139,28 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
         num_frames >= config.clip_length else 0
     expected_frames = expected * config.clip_length
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    nodes: list = []
-    # Single-threaded: keeps up with 30 fps where rclpy's MultiThreadedExecutor fell behind
-    # (docs/ros.md, benchmark); the node's worker thread runs the backend meanwhile.
-    executor = SingleThreadedExecutor(context=context)
-    try:
-        node = EgoxNode(config=config, generator=generator, context=context)
-        recorder = BagRecorder(bag, INPUT_TOPICS + OUTPUT_TOPICS, context=context)
-        player = ScenePlayer(scene, rate=rate, publish_mask=True, context=context)
-        nodes = [node, recorder, player]
-        for n in nodes:
-            executor.add_node(n)
-        spinner = threading.Thread(target=executor.spin, name="egox-demo-spin", daemon=True)
-        spinner.start()
-        _wait(lambda: recorder.matched()
-              and player.wait_for_subscribers(2, timeout=0.0, topics=PLAYED_TOPICS)
-              and node.count_subscribers(EGO_TOPIC) >= 1, 20.0,
-              "discovery: the recorder/node did not see every topic")
+    # One executor thread (egox_ros.harness: single-threaded because rclpy's
+    # MultiThreadedExecutor fell behind 30 fps); the node's worker thread runs the backend.
+    with RosHarness(thread_name="egox-demo-spin") as harness:
+        context = harness.context
+        node = harness.add(EgoxNode(config=config, generator=generator, context=context))
+        recorder = harness.add(BagRecorder(bag, INPUT_TOPICS + OUTPUT_TOPICS, context=context))
+        player = harness.add(ScenePlayer(scene, rate=rate, publish_mask=True, context=context))
+        harness.wait_until(
+            lambda: recorder.matched()
+            and player.wait_for_subscribers(2, timeout=0.0, topics=PLAYED_TOPICS)
+            and node.count_subscribers(EGO_TOPIC) >= 1, 20.0,
+            what="discovery: the recorder/node did not see every topic", error=RosDemoError)
         player.play()
-        _wait(lambda: recorder.counts.get(EGO_TOPIC, 0) >= expected_frames
-              and recorder.counts.get("/egox/ego_prior/camera_info", 0) >= expected_frames
-              and all(recorder.counts.get(t, 0) >= num_frames for t in INPUT_TOPICS),
-              timeout_s, f"the node did not publish {expected_frames} ego frames "
-                         f"(stats: {node.stats()})")
+        harness.wait_until(
+            lambda: recorder.counts.get(EGO_TOPIC, 0) >= expected_frames
+            and recorder.counts.get("/egox/ego_prior/camera_info", 0) >= expected_frames
+            and all(recorder.counts.get(t, 0) >= num_frames for t in INPUT_TOPICS), timeout_s,
+            what=lambda: f"the node did not publish {expected_frames} ego frames "
+                         f"(stats: {node.stats()})", error=RosDemoError)
         stats = node.stats()
         latencies = list(node.latencies_ms)
         backend_ms = list(node.backend_ms)
-    finally:
-        executor.shutdown(timeout_sec=5.0)
-        for n in nodes:
-            n.destroy_node()
-        context.try_shutdown()
     result = read_back(bag, reference, scene.stamps_ns if reference is not None else None)
     result["latency_ms"] = float(np.mean(latencies)) if latencies else None
     result["ros"] = {"bag": str(bag), "clips": len(latencies),
@@ -189,11 +174,3 @@ def _with_depth(scene: Any, depth_m: np.ndarray) -> Any:
     fields = {k: getattr(scene, k) for k in ("exo_rgb", "dynamic_mask", "exo_K", "exo_c2w",
                                              "ego_K", "ego_c2w", "stamps_ns", "fps")}
     return SimpleNamespace(exo_depth_m=np.asarray(depth_m, np.float32), **fields)
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RosDemoError(f"timed out after {timeout:.0f} s: {what}")
-        time.sleep(0.02)

@@ -1,4 +1,4 @@
-"""Shared helpers of the ROS tests: isolated DDS, an in-process executor, a tiny scene.
+"""Shared helpers of the ROS tests: isolated DDS, the in-process harness, a tiny scene.
 
 Imported by the test modules (not a conftest, so basenames stay unique across test/).
 Isolation: a per-run ROS_DOMAIN_ID, localhost-only discovery and a private ROS_LOG_DIR are
@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-import threading
-import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,11 +18,13 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 199)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="egox-ros-log-"))
 
-import rclpy  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-
 from egox_model.geometry.camera import Intrinsics  # noqa: E402
 from egox_model.geometry.pose import look_at  # noqa: E402
+from egox_ros.harness import RosHarness, wait_until  # noqa: E402
+
+__all__ = ["RosHarness", "ROOT", "ros_env", "tiny_scene", "unique_ns", "wait_until"]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 _counter = iter(range(10**6))
 
@@ -33,43 +34,10 @@ def unique_ns() -> str:
     return f"/t{os.getpid()}_{next(_counter)}"
 
 
-class RosHarness:
-    """A private rclpy context with an executor spinning in a background thread."""
-
-    def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.nodes: list = []
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._started = False
-        self._closed = False
-
-    def add(self, node):
-        self.nodes.append(node)
-        self.executor.add_node(node)
-        if not self._started:
-            self._thread.start()
-            self._started = True
-        return node
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.executor.shutdown(timeout_sec=5.0)
-        for node in self.nodes:
-            node.destroy_node()
-        self.context.try_shutdown()
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
+def ros_env(**extra: str) -> dict[str, str]:
+    """Environment for a ROS subprocess: this run's isolation (domain id, localhost-only
+    discovery, log dir) and the repository on PYTHONPATH."""
+    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
 
 
 def tiny_scene(frames: int = 10, height: int = 48, width: int = 64, seed: int = 0,
