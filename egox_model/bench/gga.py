@@ -16,7 +16,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,10 @@ from egox_model.errors import InputError
 from egox_model.generator.gga import (GGAConfig, GGAKernel, GGATables, gga_attention,
                                       gga_exo_bias, gga_tables)
 
-__all__ = ["GGABenchConfig", "run_gga_bench", "format_gga_bench"]
+__all__ = ["EFFICIENT_KERNELS", "GGABenchConfig", "run_gga_bench", "format_gga_bench"]
+
+#: The kernels timed against the dense-bias reference (which is always run).
+EFFICIENT_KERNELS = tuple(k for k in get_args(GGAKernel) if k != "dense")
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,9 @@ class GGABenchConfig:
 
     def __post_init__(self) -> None:
         require_device(self.device)
-        if self.kernel == "dense":
-            raise InputError("kernel must be an efficient kernel ('chunked', 'flex' or 'split'); "
-                             "'dense' is always run as the reference")
+        if self.kernel not in EFFICIENT_KERNELS:
+            raise InputError(f"kernel must be one of {EFFICIENT_KERNELS} ('dense' is always run "
+                             f"as the reference), got {self.kernel!r}")
         for name in ("tokens", "heads", "head_dim"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -46,6 +46,8 @@ class StepBenchConfig:
 
     def __post_init__(self) -> None:
         require_device(self.device)
+        if self.kernel not in get_args(GGAKernel):
+            raise InputError(f"kernel must be one of {get_args(GGAKernel)}, got {self.kernel!r}")
         for name in ("layers", "frames", "repeats"):
             value = getattr(self, name)
             if value is not None and value < 1:
