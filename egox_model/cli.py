@@ -27,7 +27,9 @@ def bench_gga(
     json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
     device: str = typer.Option("cpu", help="cpu or cuda (cuda: 28,028 tokens, 40x128, bf16)."),
     tokens: int = typer.Option(None, help="Sequence length, rounded to whole latent frames."),
-    kernel: str = typer.Option("split", help="Efficient GGA kernel: split, chunked or flex."),
+    kernel: str = typer.Option(
+        "split", help="Efficient GGA kernel: split or chunked (dense is always run as the "
+                      "reference)."),
     repeats: int = typer.Option(3, help="Timed calls per method (median reported)."),
 ) -> None:
     """Efficient GGA vs the dense-bias reference vs plain SDPA: time and peak memory."""
@@ -96,7 +98,7 @@ def bench_step(
                                           "slice); default: cuda if present."),
     layers: int = typer.Option(None, help="Blocks to build (default 40 cuda / 2 cpu)."),
     frames: int = typer.Option(None, help="Latent frames (default 13 cuda / 1 cpu)."),
-    kernel: str = typer.Option("split", help="GGA kernel: split, chunked, flex or dense."),
+    kernel: str = typer.Option("split", help="GGA kernel: split, chunked or dense."),
     repeats: int = typer.Option(1, help="Timed steps per setting (median reported)."),
 ) -> None:
     """One CFG denoising step of the Wan 14B transformer shape, GGA on vs off."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from egox_model.generator.base import Generator
+from egox_model.generator import Generator, GeneratorConfig
 from egox_ros.dds import local_ros_env
 
 __all__ = ["RosDemoError", "demo_config", "read_back", "run_demo_with_ros", "run_ros_stage"]
@@ -31,7 +31,8 @@ class RosDemoError(RuntimeError):
 
 
 def demo_config(scene: Any, **overrides: Any):
-    """EgoxConfig matching a scene: its ego camera, exo size, fps, one clip of all frames."""
+    """EgoxConfig matching a scene: its ego camera, exo size, fps, one clip of all frames;
+    `overrides` are EgoxConfig fields (`backend`, `prior`, `wan` included)."""
     from egox_ros.params import EgoxConfig
 
     K = scene.ego_K
@@ -79,17 +80,16 @@ def read_back(bag: Path, reference: np.ndarray | None = None,
     return result
 
 
-def run_demo_with_ros(out_dir: str | Path, *, seed: int = 0, generator: str = "prior",
-                      ros: bool = True, scene_config: Any = None,
-                      **generator_options: Any) -> dict[str, Any]:
+def run_demo_with_ros(out_dir: str | Path, *, seed: int = 0,
+                      config: GeneratorConfig = GeneratorConfig(), ros: bool = True,
+                      scene_config: Any = None) -> dict[str, Any]:
     """`egox demo`: the file demo (egox_model.demo.run_demo), then the same scene, with the
-    depth the file demo fused, through ROS 2; merges the ROS keys into report.json.
-    `generator_options` go to the backend (`wan`: model_dir, lora_path, num_inference_steps,
-    cpu_offload, ...)."""
+    depth the file demo fused, through ROS 2; merges the ROS keys into report.json. One
+    backend, built from `config`, serves both."""
     from egox_model.demo import run_demo, write_report
     from egox_model.generator import make_generator
 
-    backend = make_generator(generator, **generator_options)
+    backend = make_generator(config)
     out_dir = Path(out_dir)
     result = run_demo(out_dir, seed=seed, generator=backend, scene_config=scene_config)
     report = dict(result.report)
@@ -100,7 +100,8 @@ def run_demo_with_ros(out_dir: str | Path, *, seed: int = 0, generator: str = "p
         additions = run_ros_stage(result.scene, out_dir, backend,
                                   depth_m=result.output.prior.exo_depth_m,
                                   reference=result.output.ego_rgb,
-                                  timeout_s=300.0 + 3.0 * generate_s)
+                                  timeout_s=300.0 + 3.0 * generate_s, backend=config.backend,
+                                  prior=config.prior, wan=config.wan)
         report.update(additions)
         write_report(out_dir / "report.json", report)
     return report

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ros_fixtures import tiny_scene  # noqa: I100
 
-from egox_model.generator import make_generator
+from egox_model.generator import GeneratorConfig, make_generator
 from egox_model.geometry.pose import c2w_to_pose
 from egox_ros.convert import convert_bag
 from egox_ros.errors import BagError
@@ -43,7 +43,8 @@ def demo_bag(tmp_path_factory):
     """The ROS stage of the demo on a tiny scene: 12 frames, clips of 5 -> 10 ego frames."""
     out = tmp_path_factory.mktemp("ros_demo")
     scene = tiny_scene(frames=12)
-    result = run_ros_stage(scene, out, make_generator("prior"), clip_length=5, clip_stride=5,
+    result = run_ros_stage(scene, out, make_generator(GeneratorConfig()), clip_length=5,
+                           clip_stride=5,
                            rate=2.0, timeout_s=60)
     return scene, out / "bag", result
 
@@ -102,7 +103,7 @@ def test_convert_reproduces_the_node_output(demo_bag, tmp_path):
     scene, bag, _ = demo_bag
     config = demo_config(scene, clip_length=5, clip_stride=5)
     progress = []
-    summary = convert_bag(bag, tmp_path / "ego", config, make_generator("prior"),
+    summary = convert_bag(bag, tmp_path / "ego", config, make_generator(GeneratorConfig()),
                           progress=lambda done, total: progress.append((done, total)))
     assert summary["clips"] == 2 and summary["ego_frames"] == 10
     assert progress[-1][0] == progress[-1][1] > 0
@@ -169,10 +170,10 @@ def test_convert_names_a_missing_topic(tmp_path):
     with pytest.raises(BagError, match=r"lacks required topic\(s\) /exo/depth \(depth\)"):
         convert_bag(tmp_path / "exo", tmp_path / "ego",
                     demo_config(scene, exo_pose_source="parameter", use_mask=False),
-                    make_generator("prior"))
+                    make_generator(GeneratorConfig()))
     with pytest.raises(BagError, match="does not exist"):
         convert_bag(tmp_path / "nope", tmp_path / "ego2", demo_config(scene),
-                    make_generator("prior"))
+                    make_generator(GeneratorConfig()))
 
 
 def test_egox_record_cli_writes_an_mcap_bag(tmp_path):

@@ -104,8 +104,10 @@ def test_parameter_files_nested_dotted_namespaced_and_broken(tmp_path):
     assert (cfg.clip_length, cfg.clip_stride, cfg.fps) == (17, 8, 15.0)
     assert cfg.prior.fusion.momentum == 0.5 and cfg.wan.gga.strength == 1.0
     assert load_config(path, overrides={"clip_stride": 17}).clip_stride == 17
+    assert load_config(path, node_name="other").fps == 15.0     # `/**` is for every node
+    path.write_text("other_node:\n  ros__parameters:\n    foo: 1\n")
     with pytest.raises(ConfigError, match="p.yaml: no section for node 'egox'"):
-        load_config(path, node_name="other")
+        load_config(path)
     path.write_text("egox:\n  ros__parameters:\n    fps: [1, 2\n")
     with pytest.raises(ConfigError, match=r"p.yaml:4:1: not valid YAML"):
         load_config(path)
