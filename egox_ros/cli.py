@@ -32,27 +32,26 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
     import time
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from egox_ros.recorder import BagRecorder
+    from egox_ros.spin import ros_main
 
     if out.exists():
         raise ConfigError(f"--out {out} already exists; rosbag2 bags go into a new directory")
     use_localhost_profile()       # discovery range: the user's (a robot's topics may be remote)
-    rclpy.init()
-    recorder = BagRecorder(out, topics)
-    executor = SingleThreadedExecutor()
-    executor.add_node(recorder)
-    end = time.monotonic() + duration if duration > 0 else None
-    try:
-        while rclpy.ok() and (end is None or time.monotonic() < end):
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        counts = dict(recorder.counts)
-        recorder.destroy_node()
-        rclpy.try_shutdown()
+    counts: dict[str, int] = {}
+    with ros_main("egox_record", []):     # Ctrl-C ends the loop; user errors exit 2
+        recorder = BagRecorder(out, topics)
+        executor = SingleThreadedExecutor()
+        executor.add_node(recorder)
+        end = time.monotonic() + duration if duration > 0 else None
+        try:
+            while rclpy.ok() and (end is None or time.monotonic() < end):
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            counts = dict(recorder.counts)
+            recorder.destroy_node()
     typer.echo(json.dumps({"bag": str(out), "messages": counts}))
 
 
@@ -154,7 +153,7 @@ def bench_ros(json_out: bool = typer.Option(False, "--json", help="last line: on
 @app.command()
 @with_settings(GeneratorConfig)
 def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output directory"),
-         seed: int = typer.Option(0, help="scene seed"),
+         seed: int = typer.Option(0, min=0, help="scene seed"),
          ros: bool = typer.Option(True, help="also run the scene through ROS 2 (DIR/bag/)"),
          settings: dict = None) -> None:
     """Synthetic scene -> prior -> generator -> files, then the same scene through ROS 2.

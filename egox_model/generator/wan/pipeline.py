@@ -20,7 +20,7 @@ from egox_model.generator.wan.conditioning import (
     noisy_exo, video_tensor_to_frames)
 from egox_model.generator.wan.config import ConditioningOptions
 from egox_model.generator.wan.text_cache import PromptEncoder
-from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, check_clip_shapes
+from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, VAE_SPACE, check_clip_shapes
 
 __all__ = ["EgoXWanPipeline", "EgoXWanPipelineOutput", "StepEndCallback",
            "install_attn1_processor"]
@@ -124,7 +124,7 @@ class EgoXWanPipeline(DiffusionPipeline):
         device = self._execution_device
         x0 = encode_video(self.vae, frames_to_video_tensor(exo_frames), device)
         if options.zero_prior:
-            p0_shape = x0.shape[:-1] + (prior_frames.shape[2] // 8,)
+            p0_shape = x0.shape[:-1] + (prior_frames.shape[2] // VAE_SPACE,)
             p0 = torch.zeros(p0_shape, device=device)
         else:
             p0 = encode_video(self.vae, frames_to_video_tensor(prior_frames), device)
