@@ -8,7 +8,6 @@ Python. `config/egox.yaml` and the table in docs/ros.md are generated from it
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 from dataclasses import dataclass
@@ -125,10 +124,6 @@ class EgoxConfig(GeneratorConfig):
     def exo_topic(self) -> str:
         """Relative topic name of the exo image for the chosen transport."""
         return "exo/image_raw" if self.image_transport == "raw" else "exo/image_raw/compressed"
-
-    def replace(self, **changes: Any) -> EgoxConfig:
-        """A copy with top-level fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
 
 
 def load_config(path: str | Path | None = None, node_name: str = "egox",

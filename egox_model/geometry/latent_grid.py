@@ -9,7 +9,7 @@ from __future__ import annotations
 from egox_model.errors import InputError
 
 __all__ = ["PATCH", "PIXELS_PER_TOKEN", "VAE_SPACE", "VAE_TIME", "check_clip_shapes",
-           "check_num_frames", "latent_frames"]
+           "check_num_frames"]
 
 VAE_TIME, VAE_SPACE, PATCH = 4, 8, 2
 PIXELS_PER_TOKEN = VAE_SPACE * PATCH
@@ -20,12 +20,6 @@ def check_num_frames(num_frames: int) -> None:
     if num_frames < 1 or (num_frames - 1) % VAE_TIME:
         raise InputError(f"clip has {num_frames} frames but Wan's VAE needs 4k+1 (e.g. 49); "
                          f"trim it to {max(1, (num_frames - 1) // VAE_TIME * VAE_TIME + 1)}")
-
-
-def latent_frames(num_frames: int) -> int:
-    """Latent frames T = (F - 1) / 4 + 1 of a 4k+1-frame clip."""
-    check_num_frames(num_frames)
-    return (num_frames - 1) // VAE_TIME + 1
 
 
 def check_clip_shapes(num_frames: int, exo_hw: tuple[int, int], ego_hw: tuple[int, int]) -> None:
