@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from egox_model.geometry.camera import Intrinsics
-from egox_model.geometry.pose import pose_to_c2w
+from egox_model.errors import InputError
+from egox_model.geometry.pose import QUATERNION_TOLERANCE, check_unit_quaternion, pose_to_c2w
 from egox_ros.errors import MessageError
 from egox_ros.image_conversion import numpy_to_image
 
@@ -24,8 +25,14 @@ def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def pose_msg_to_c2w(msg: Any) -> np.ndarray:
-    """4x4 c2w of a PoseStamped, Odometry or Pose; MessageError("bad_pose") if not finite."""
+def pose_msg_to_c2w(msg: Any, quat_tol: float = QUATERNION_TOLERANCE) -> np.ndarray:
+    """4x4 c2w of a PoseStamped, Odometry or Pose.
+
+    MessageError("bad_pose") if a value is not finite or the quaternion is zero;
+    MessageError("quaternion_not_unit") if its norm differs from 1 by more than `quat_tol`
+    (the pose is rejected, as tf2 rejects such transforms; within the tolerance it is
+    normalised).
+    """
     pose = msg
     if hasattr(pose, "pose"):          # PoseStamped.pose, Odometry.pose (PoseWithCovariance)
         pose = pose.pose
@@ -37,6 +44,10 @@ def pose_msg_to_c2w(msg: Any) -> np.ndarray:
         raise MessageError("bad_pose", f"pose has non-finite values {values}")
     if math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w) < 1e-6:
         raise MessageError("bad_pose", "pose orientation quaternion has zero norm")
+    try:
+        check_unit_quaternion("pose orientation", np.array(values[3:]), quat_tol)
+    except InputError as err:
+        raise MessageError("quaternion_not_unit", str(err)) from err
     return pose_to_c2w(np.array(values[:3]), np.array(values[3:]))
 
 

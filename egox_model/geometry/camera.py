@@ -75,6 +75,9 @@ class CameraModel:
 
     `intrinsics` is the distorted camera's K; `rectified` is the pinhole camera images
     are undistorted to (CameraInfo.p's left 3x3, or K when P is all zero).
+    `distortion_model` must be one of `DISTORTION_MODELS` (any D), or "" with empty or
+    all-zero D (a pinhole camera, as an uncalibrated camera_info_manager leaves it); any
+    other model is rejected even with all-zero D.
     """
 
     intrinsics: Intrinsics
@@ -84,12 +87,19 @@ class CameraModel:
     _maps: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        counts = DISTORTION_MODELS.get(self.distortion_model)
+        if self.distortion_model == "" and self.is_distorted:
+            raise InputError(
+                f"distortion_model is empty but D={list(self.D)} is not all zero; name the "
+                f"model (one of {sorted(DISTORTION_MODELS)})")
+        if counts is None and self.distortion_model != "":
+            # Rejected whatever D holds: an unknown model with zero D is most likely a
+            # calibration tool's own model written without coefficients, not a pinhole.
+            raise InputError(
+                f"distortion_model {self.distortion_model!r} is not supported; use one of "
+                f"{sorted(DISTORTION_MODELS)}, or an empty model with empty or all-zero D "
+                "for a pinhole camera, or rectify the images upstream")
         if self.is_distorted:
-            counts = DISTORTION_MODELS.get(self.distortion_model)
-            if counts is None:
-                raise InputError(
-                    f"distortion_model {self.distortion_model!r} is not supported; use one of "
-                    f"{sorted(DISTORTION_MODELS)} or rectify the images upstream")
             if len(self.D) not in counts:
                 raise InputError(f"distortion_model {self.distortion_model!r} needs "
                                  f"{' or '.join(map(str, counts))} coefficients in D, "
@@ -102,7 +112,8 @@ class CameraModel:
     def from_camera_info(cls, *, width: int, height: int, K: Sequence[float],
                          D: Sequence[float] = (), P: Sequence[float] | None = None,
                          distortion_model: str = "plumb_bob") -> CameraModel:
-        """From the fields of a CameraInfo message (k: 9 values, p: 12 values, d)."""
+        """From the fields of a CameraInfo message (k: 9 values, p: 12 values, d,
+        distortion_model as published: see the class docstring for what is accepted)."""
         K = np.asarray(K, dtype=np.float64)
         if K.size != 9:
             raise InputError(f"K must have 9 entries, got {K.size}")
@@ -114,8 +125,7 @@ class CameraModel:
         if P is not None and np.any(np.asarray(P, dtype=np.float64)):
             P = np.asarray(P, dtype=np.float64).reshape(3, 4)
             rectified = Intrinsics.from_matrix(P[:, :3], width, height)
-        return cls(intrinsics, distortion_model or "plumb_bob", tuple(float(d) for d in D),
-                   rectified)
+        return cls(intrinsics, str(distortion_model), tuple(float(d) for d in D), rectified)
 
     @property
     def is_distorted(self) -> bool:

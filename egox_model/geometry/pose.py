@@ -11,7 +11,12 @@ import transforms3d
 from egox_model.errors import InputError
 from egox_model.validation import require_finite, require_shape
 
-__all__ = ["c2w_to_pose", "camera_centers", "check_c2w", "look_at", "pose_to_c2w"]
+__all__ = ["QUATERNION_TOLERANCE", "c2w_to_pose", "camera_centers", "check_c2w",
+           "check_unit_quaternion", "look_at", "pose_to_c2w"]
+
+#: Largest |norm - 1| of an orientation quaternion taken as a unit one (float32 round-off and
+#: printed poses stay well inside; tf2 ignores transforms beyond a similar bound).
+QUATERNION_TOLERANCE = 1e-3
 
 
 def pose_to_c2w(position_xyz: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
@@ -33,6 +38,20 @@ def pose_to_c2w(position_xyz: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
     c2w[:3, :3] = transforms3d.quaternions.quat2mat((w, x, y, z))
     c2w[:3, 3] = position_xyz
     return c2w
+
+
+def check_unit_quaternion(name: str, quat_xyzw: np.ndarray,
+                          tol: float = QUATERNION_TOLERANCE) -> float:
+    """Return the norm of a finite quaternion; InputError naming `name` and the norm when it
+    differs from 1 by more than `tol` (a pose source that does not normalise is a bug there:
+    rescaling would hide it)."""
+    quat_xyzw = np.asarray(quat_xyzw, dtype=np.float64)
+    require_finite(name, quat_xyzw)
+    norm = float(np.linalg.norm(quat_xyzw))
+    if abs(norm - 1.0) > tol:
+        raise InputError(f"{name} quaternion {quat_xyzw.tolist()} has norm {norm:.6g}, not 1 "
+                         f"(tolerance {tol:g}); publish normalised quaternions")
+    return norm
 
 
 def c2w_to_pose(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

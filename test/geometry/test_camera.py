@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from egox_model.errors import InputError
-from egox_model.geometry.camera import CameraModel, Intrinsics
+from egox_model.geometry.camera import DISTORTION_MODELS, CameraModel, Intrinsics
 
 K9 = [400.0, 0.0, 319.5, 0.0, 410.0, 239.5, 0.0, 0.0, 1.0]
 
@@ -90,3 +90,26 @@ def test_undistort_rejects_wrong_image_size():
     cam = CameraModel.from_camera_info(width=640, height=480, K=K9, D=[0.1, 0, 0, 0, 0])
     with pytest.raises(InputError, match="640x480"):
         cam.undistort(np.zeros((100, 100), np.uint8))
+
+
+@pytest.mark.parametrize("D", [[], [0.0] * 4, [0.0] * 9, [0.1, 0.0, 0.0, 0.0]])
+def test_unknown_distortion_model_is_rejected_whatever_d_holds(D):
+    with pytest.raises(InputError, match="distortion_model 'kannala_brandt' is not supported"):
+        CameraModel.from_camera_info(width=640, height=480, K=K9, D=D,
+                                     distortion_model="kannala_brandt")
+
+
+@pytest.mark.parametrize("model", sorted(DISTORTION_MODELS) + [""])
+@pytest.mark.parametrize("D", [[], [0.0] * 5])
+def test_known_or_empty_model_with_zero_d_is_a_pinhole_camera(model, D):
+    cam = CameraModel.from_camera_info(width=640, height=480, K=K9, D=D, distortion_model=model)
+    assert not cam.is_distorted and cam.distortion_model == model
+    assert cam.rectified == Intrinsics.from_matrix(K9, 640, 480)
+    image = np.zeros((480, 640), np.uint8)
+    assert cam.undistort(image) is image
+
+
+def test_empty_model_with_non_zero_d_is_rejected():
+    with pytest.raises(InputError, match="distortion_model is empty but D="):
+        CameraModel.from_camera_info(width=640, height=480, K=K9, D=[-0.2, 0.0, 0.0, 0.0, 0.0],
+                                     distortion_model="")

@@ -4,7 +4,8 @@ import pytest
 import transforms3d
 
 from egox_model.errors import InputError
-from egox_model.geometry.pose import c2w_to_pose, check_c2w, look_at, pose_to_c2w
+from egox_model.geometry.pose import (QUATERNION_TOLERANCE, c2w_to_pose, check_c2w,
+                                      check_unit_quaternion, look_at, pose_to_c2w)
 
 
 def test_quaternion_is_ros_ordered_xyzw():
@@ -48,3 +49,20 @@ def test_zero_quaternion_is_rejected():
         pose_to_c2w([0, 0, 0], [0, 0, 0, 0])
     with pytest.raises(InputError, match="orientation"):
         pose_to_c2w([0, 0, 0], [np.nan, 0, 0, 1])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.0 + 9e-4, 1.0 - 9e-4])
+def test_unit_quaternion_within_tolerance_passes_with_its_norm(scale):
+    q = np.array([0.1, -0.2, 0.3, 0.9])
+    q = scale * q / np.linalg.norm(q)
+    assert check_unit_quaternion("ego orientation", q) == pytest.approx(scale, abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0 + 1.1e-3, 1.0 - 1.1e-3, 2.0, 0.5])
+def test_non_unit_quaternion_is_rejected_naming_its_norm(scale):
+    q = scale * np.array([0.0, 0.0, 0.6, 0.8])
+    with pytest.raises(InputError, match=f"ego orientation quaternion .* has norm {scale:.6g}"):
+        check_unit_quaternion("ego orientation", q)
+    assert QUATERNION_TOLERANCE == 1e-3
+    # a looser tolerance is the caller's choice
+    assert check_unit_quaternion("q", q, tol=abs(scale - 1.0) + 1e-9) == pytest.approx(scale)
