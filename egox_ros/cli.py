@@ -26,7 +26,10 @@ __all__ = ["app", "main"]
 @app.command()
 def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory (MCAP)"),
            topics: list[str] = typer.Argument(..., help="absolute topic names to record"),
-           duration: float = typer.Option(0.0, help="stop after this many seconds (0 = Ctrl-C)")
+           duration: float = typer.Option(0.0, help="stop after this many seconds (0 = Ctrl-C)"),
+           flush_period: float = typer.Option(
+               1.0, "--flush-period", help="seconds between writes to disk: at most what a "
+                                           "crash loses (0: only full 1 MiB chunks)")
            ) -> None:
     """Record TOPICS to a rosbag2 MCAP bag (header stamp as log time, QoS kept)."""
     import time
@@ -42,7 +45,7 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
     use_localhost_profile()       # discovery range: the user's (a robot's topics may be remote)
     counts: dict[str, int] = {}
     with ros_main("egox_record", []):     # Ctrl-C ends the loop; user errors exit 2
-        recorder = BagRecorder(out, topics)
+        recorder = BagRecorder(out, topics, flush_period_s=flush_period)
         executor = SingleThreadedExecutor()
         executor.add_node(recorder)
         end = time.monotonic() + duration if duration > 0 else None
@@ -53,6 +56,34 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
             counts = dict(recorder.counts)
             recorder.destroy_node()
     typer.echo(json.dumps({"bag": str(out), "messages": counts}))
+
+
+bag_app = typer.Typer(help="Bag maintenance.", no_args_is_help=True)
+app.add_typer(bag_app, name="bag")
+
+
+@bag_app.command("repair")
+def bag_repair(bag: Path = typer.Argument(..., help="MCAP bag directory, e.g. after a crash")
+               ) -> None:
+    """Rebuild the index, summary and metadata.yaml of an MCAP bag a crash left without them
+    (like `ros2 bag reindex`), from every complete record. The original file is kept as
+    NAME.mcap.broken; a valid bag is left unchanged. Last line: a JSON summary."""
+    from egox_ros.bag_repair import repair_bag
+
+    report = repair_bag(bag)
+    if report.status == "valid":
+        typer.echo(f"{bag} is a valid bag already; nothing changed")
+    else:
+        typer.echo(f"{bag}: recovered {sum(report.messages.values())} messages on "
+                   f"{len(report.messages)} topic(s); reading stopped: {report.stopped}; the "
+                   f"original file is kept as {report.kept.name}")
+        for topic, reason in report.skipped.items():
+            typer.secho(f"warning: {topic} not recovered: {reason}", err=True,
+                        fg=typer.colors.YELLOW)
+        if report.orphans:
+            typer.secho(f"warning: {report.orphans} messages of channels declared in the lost "
+                        "part of the file were dropped", err=True, fg=typer.colors.YELLOW)
+    typer.echo(json.dumps(report.as_dict()))
 
 
 @app.command()

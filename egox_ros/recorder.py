@@ -6,10 +6,21 @@ topic in serialized form (no deserialize/serialize round trip), writes the CDR b
 publishers' offered QoS in the metadata, and uses the message's header stamp as log time
 (receive time for messages without a header). Topics are picked up when discovered; the bag
 is closed cleanly on shutdown.
+
+Crash safety: rosbags' MCAP writer keeps the open chunk (up to 1 MiB of messages, and the
+schema and channel records of new topics) in memory and writes the file through a buffer, so
+a recorder killed with SIGKILL lost everything since the last full chunk (measured: 0 bytes on
+disk after 3 s of a 30 fps 64x48 image + pose stream, 3.7 s of messages at most later). A
+timer now closes the open chunk and flushes the file every `flush_period_s` (default 1 s):
+what a crash loses is bounded by that period. The file then lacks only its summary, footer
+and metadata.yaml; `egox bag repair` (egox_ros/bag_repair.py) rebuilds them. The flush hands
+the bytes to the operating system, which keeps them when the process dies; it does not fsync
+(a power cut may still lose what the OS had not written yet).
 """
 from __future__ import annotations
 
 import importlib
+import math
 import struct
 import threading
 import time
@@ -17,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import rclpy.logging
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
                        ReliabilityPolicy)
@@ -70,11 +82,14 @@ class BagRecorder(Node):
     Both come from the arguments or, overriding them, the parameters `bag_path` and
     `topics`. The bag directory must not exist yet (rosbags refuses to overwrite); a missing
     or existing `bag_path` and missing or relative topic names raise ConfigError.
+    `flush_period_s` (also a parameter) is how often, in seconds, the open chunk is written
+    and the file flushed, i.e. at most how much a crash of the process loses; 0 leaves it
+    to rosbags (a chunk is written when it reaches 1 MiB).
     """
 
     def __init__(self, bag_path: str | Path | None = None, topics: Sequence[str] | None = None,
                  *, node_name: str = "egox_recorder", discovery_period_s: float = 0.1,
-                 **node_kwargs: Any) -> None:
+                 flush_period_s: float = 1.0, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         # Everything close() needs exists before anything below can raise: a node that
         # failed half-way is still destroyed (by its caller or the context's shutdown).
@@ -87,11 +102,17 @@ class BagRecorder(Node):
         self._closed = False
         bag_path = self.declare_parameter("bag_path", str(bag_path or "")).value
         topics = self.declare_parameter("topics", list(topics or [""])).value
+        self.flush_period_s = self.declare_parameter(
+            "flush_period_s", float(flush_period_s), ParameterDescriptor(
+                description="seconds between writes of the open chunk to the file: at most "
+                            "what a crash loses (0: only when a 1 MiB chunk is full)")).value
         self.topics = [t for t in topics or [] if t]        # `-p topics:=[]` reads as None
         self.bag_path = Path(bag_path)
-        _check_parameters(bag_path, self.topics)
+        _check_parameters(bag_path, self.topics, self.flush_period_s)
         self.writer = _open_writer(self.bag_path)
         self._timer = self.create_timer(discovery_period_s, self._discover)
+        self._flush_timer = (self.create_timer(self.flush_period_s, self.flush)
+                             if self.flush_period_s > 0 else None)
         self._discover()
 
     def _discover(self) -> None:
@@ -141,6 +162,20 @@ class BagRecorder(Node):
                 return
             self.writer.write(self._connections[topic], self._log_time(topic, data), data)
             self.counts[topic] += 1
+
+    def flush(self) -> None:
+        """Write the open chunk (if it holds messages) and flush the file to the OS.
+
+        Afterwards every message written so far survives a crash of this process (the file
+        then needs `egox bag repair`). Called by the timer every `flush_period_s`.
+        """
+        with self._lock:
+            if self._closed or self.writer is None:
+                return
+            storage = self.writer.storage
+            if storage.chunk.msgs:               # rosbags' McapWriter (checked in _open_writer)
+                storage.close_chunk()
+            storage.bio.flush()
 
     @property
     def subscribed(self) -> int:
@@ -194,9 +229,12 @@ class BagRecorder(Node):
 _EXAMPLE = 'e.g. --ros-args -p bag_path:=run1_bag -p topics:="[/exo/image_raw, /ego/pose]"'
 
 
-def _check_parameters(bag_path: str, topics: list[str]) -> None:
-    """ConfigError naming every missing or wrong one of bag_path and topics."""
+def _check_parameters(bag_path: str, topics: list[str], flush_period_s: float = 1.0) -> None:
+    """ConfigError naming every missing or wrong one of bag_path, topics and flush_period_s."""
     problems = []
+    if not (math.isfinite(flush_period_s) and flush_period_s >= 0):
+        problems.append(f"parameter flush_period_s={flush_period_s!r}: must be a number of "
+                        "seconds >= 0, e.g. 1.0 (0: flush only full 1 MiB chunks)")
     if not bag_path:
         problems.append(f"parameter bag_path={bag_path!r}: set it to a new directory for the "
                         "bag")
@@ -225,6 +263,12 @@ def _open_writer(path: Path) -> Writer:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise ConfigError(f"parameter bag_path={str(path)!r}: cannot create the bag: "
                           f"{reason}") from err
+    storage = writer.storage
+    if not all(hasattr(storage, name) for name in ("chunk", "close_chunk", "bio")):
+        writer.abort()
+        raise RuntimeError(f"{type(storage).__name__} of this rosbags version has no chunk/"
+                           "close_chunk/bio, which BagRecorder.flush uses; install the pinned "
+                           "version: pip install rosbags==0.11.9")
     return writer
 
 
