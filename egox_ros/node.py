@@ -18,6 +18,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -104,10 +105,19 @@ class EgoxNode(Node):
             self.create_subscription(Image, "exo/depth", self._cb(p.on_depth), sub_qos)
         if cfg.use_mask:
             self.create_subscription(Image, "exo/mask", self._cb(p.on_mask), sub_qos)
-        # The prompt: reliable + volatile matches volatile and latched reliable publishers.
-        self.create_subscription(String, "prompt", self._cb(p.on_prompt),
-                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                            durability=DurabilityPolicy.VOLATILE))
+        # The prompt: reliable KEEP_LAST 1, twice. A transient-local subscription receives a
+        # latched prompt published before this node started, but (DDS durability rule, seen
+        # with rclpy here) matches no volatile publisher; the volatile one takes those. A
+        # latched publisher matches both: _on_prompt drops the second copy.
+        self._prompt_seq: dict[bytes, int] = {}
+        quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
+        for durability in (DurabilityPolicy.TRANSIENT_LOCAL, DurabilityPolicy.VOLATILE):
+            self.create_subscription(
+                String, "prompt", self._on_prompt,
+                QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                           reliability=ReliabilityPolicy.RELIABLE, durability=durability),
+                event_callbacks=quiet if durability == DurabilityPolicy.TRANSIENT_LOCAL
+                else None)
 
         # 3. Worker and diagnostics.
         self._worker = threading.Thread(target=self._work, name="egox-worker", daemon=True)
@@ -127,6 +137,17 @@ class EgoxNode(Node):
                     clip.meta["egox_enqueued"] = time.monotonic()
                     self._enqueue(clip, received)
         return callback
+
+    def _on_prompt(self, msg: String, info: dict[str, Any]) -> None:
+        """A prompt from either subscription; a publisher's message already taken through the
+        other one (same publisher, sequence number not newer) is skipped."""
+        gid, seq = info.get("publisher_gid"), info.get("publication_sequence_number")
+        if gid is not None and seq is not None:
+            key = bytes(gid["data"]) if isinstance(gid, dict) else bytes(gid)
+            if seq <= self._prompt_seq.get(key, 0):
+                return
+            self._prompt_seq[key] = seq
+        self.pipeline.on_prompt(msg)
 
     def _enqueue(self, clip: Clip, received: float) -> None:
         with self._lock:
