@@ -1,8 +1,10 @@
 """Cut a stream of matched frames into clips, resampled to the generator's frame rate.
 
-ROS-free. Frames arrive with strictly increasing stamps (the matcher rejects the rest).
-Resampling only drops frames (a 60 Hz camera feeds a 30 fps generator every other frame);
-it never invents frames, so a source slower than `fps` yields clips at the source rate.
+ROS-free. Frames arrive with strictly increasing stamps (the matcher rejects the rest), except
+when the input restarted (bag loop, sim-time reset): a frame at or before the last one starts
+a new clip (the partial one is discarded and counted). Resampling only drops frames (a 60 Hz
+camera feeds a 30 fps generator every other frame); it never invents frames, so a source
+slower than `fps` yields clips at the source rate.
 A gap longer than `max_gap_ns` starts a new clip (the frames so far are discarded and
 counted), because a clip must be one continuous stretch of video.
 """
@@ -54,7 +56,8 @@ class ClipBuffer:
     """Collects (stamp_ns, frame) pairs and returns a clip when `length` frames are in.
 
     `counters`: "resampled" (frames skipped to reach fps), "gap_reset" (clips restarted after
-    a gap), "gap_discarded" (frames thrown away by those restarts).
+    a gap), "gap_discarded" (frames thrown away by those restarts), "restart_discarded"
+    (frames of a partial clip thrown away because the stamps went back: the input restarted).
     """
 
     def __init__(self, spec: ClipSpec) -> None:
@@ -62,6 +65,7 @@ class ClipBuffer:
         self._stamps: list[int] = []
         self._frames: list[Any] = []
         self._next_due: int | None = None
+        self._last: int | None = None                 # last stamp pushed (kept or resampled)
         self.counters: Counter[str] = Counter()
         #: index of the frame the last `push` accepted within its clip (None: resampled away)
         self.last_index: int | None = None
@@ -72,11 +76,15 @@ class ClipBuffer:
     def push(self, stamp_ns: int, frame: Any) -> tuple[list[int], list[Any]] | None:
         """Add a frame; return (stamps, frames) of a complete clip, else None."""
         period = self.spec.period_ns
+        if self._last is not None and stamp_ns <= self._last:
+            self.counters["restart_discarded"] += len(self._frames)
+            self.reset()
         if self._stamps and stamp_ns - self._stamps[-1] > self.spec.max_gap_ns:
             self.counters["gap_reset"] += 1
             self.counters["gap_discarded"] += len(self._frames)
             self.reset()
         self.last_index = None
+        self._last = int(stamp_ns)
         if self._next_due is not None and stamp_ns < self._next_due - period // 4:
             self.counters["resampled"] += 1
             return None
@@ -98,3 +106,4 @@ class ClipBuffer:
         self._stamps.clear()
         self._frames.clear()
         self._next_due = None
+        self._last = None

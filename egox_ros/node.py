@@ -10,9 +10,10 @@ exo/depth, exo/mask, exo/pose, ego/pose, prompt in; ~/ego/image, ~/ego/camera_in
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -33,7 +34,21 @@ from egox_ros.pipeline import ExoPipeline, output_messages
 from egox_ros.spin import spin_node
 from egox_ros.work_queue import BoundedQueue
 
-__all__ = ["EgoxNode", "main", "make_backend"]
+__all__ = ["EgoxNode", "main", "make_backend", "release_free_memory"]
+
+
+def release_free_memory() -> bool:
+    """Hand freed heap memory back to the OS (glibc `malloc_trim`); False where unavailable.
+
+    After a burst, glibc keeps the arenas that held the burst's frames: 0.7-1.2 GB of them
+    in the measured burst (docs/ros.md, "Stamps, bursts and diagnostics")."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 class _Abandon(Exception):
@@ -59,7 +74,9 @@ class EgoxNode(Node):
         super().__init__(node_name, **node_kwargs)
         self.config = cfg = declare_config(self, config)
         self.generator = generator if generator is not None else make_backend(cfg)
-        self.pipeline = ExoPipeline(cfg, on_bad_input=self._on_bad_input)
+        # max_wait_s on the monotonic clock; the ROS clock checks stamps unless it is sim time.
+        self.pipeline = ExoPipeline(cfg, on_bad_input=self._on_bad_input,
+                                    clock_ns=time.monotonic_ns, reference_ns=self._wall_ns)
         self.queue = BoundedQueue(cfg.queue_size, cfg.overflow_policy)
         self.factory = RclpyFactory()
         self.counters: Counter[str] = Counter()
@@ -68,6 +85,10 @@ class EgoxNode(Node):
         self.stage_ms: dict[str, float] = {}       # last clip: assemble/queue/backend/publish
         self.last_error = ""
         self._lock = threading.Lock()
+        self._drop_history: deque[tuple[float, Counter[str]]] = deque()   # (monotonic, totals)
+        self.last_diagnostics: DiagnosticStatus | None = None
+        self._activity: tuple | None = None       # input/output counts at the last period
+        self._idle_trimmed = False
 
         # 1. Publishers: reliable, KEEP_LAST deep enough for a whole clip (REP 2003).
         pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.publisher_depth,
@@ -210,7 +231,27 @@ class EgoxNode(Node):
         if self._stop.is_set():
             raise _Abandon
 
+    def _wall_ns(self) -> int | None:
+        """The node's clock in ns, or None while it runs on sim time (no reference then)."""
+        clock = self.get_clock()
+        if getattr(clock, "ros_time_is_active", False):
+            return None
+        return clock.now().nanoseconds
+
     # ---- diagnostics -----------------------------------------------------------------------
+    def drop_totals(self) -> Counter[str]:
+        """Every drop (and restart) since start, by cause, under the keys of `stats()`:
+        bad inputs and stamp checks, the matcher's and the clip buffer's drops, queue
+        overflows and failed generations."""
+        with self._lock:
+            drops: Counter[str] = Counter(dict(self.pipeline.bad_inputs))
+            drops.update({f"matcher_{k}": v for k, v in self.pipeline.matcher.dropped.items()})
+            buffer = self.pipeline.buffer.counters
+            drops.update({f"buffer_{k}": buffer[k]
+                          for k in ("gap_discarded", "restart_discarded")})
+            drops.update({k: self.counters[k] for k in ("queue_overflow", "generator_error")})
+        return +drops
+
     def stats(self) -> dict[str, Any]:
         """Counters for tests and diagnostics (bad inputs, drops, clips, latencies)."""
         with self._lock:
@@ -220,6 +261,7 @@ class EgoxNode(Node):
             stats.update({f"buffer_{k}": v for k, v in self.pipeline.buffer.counters.items()})
             stats["dropped_clips"] = self.queue.dropped
             stats["queue_depth"] = len(self.queue)
+            stats["matcher_pending"] = self.pipeline.matcher.pending
             stats["frames_in"] = self.pipeline.frames_in
             stats["last_latency_ms"] = self.latencies_ms[-1] if self.latencies_ms else None
             stats["last_backend_ms"] = self.backend_ms[-1] if self.backend_ms else None
@@ -228,23 +270,62 @@ class EgoxNode(Node):
             stats["last_error"] = self.last_error
         return stats
 
+    def recent_drops(self, now: float | None = None) -> Counter[str]:
+        """Drops by cause within the last `diagnostics_window_s` (monotonic seconds `now`),
+        from the totals recorded at each diagnostics period (the window's resolution)."""
+        now = time.monotonic() if now is None else now
+        totals = self.drop_totals()
+        history, start = self._drop_history, now - self.config.diagnostics_window_s
+        history.append((now, totals))
+        while len(history) > 1 and history[1][0] <= start:
+            history.popleft()                 # keep the newest snapshot at or before start
+        base = history[0][1] if history[0][0] <= start else Counter()
+        return totals - base
+
     def publish_diagnostics(self) -> None:
-        """One DiagnosticStatus "egox: pipeline" with backend, queue, drops, latency, errors."""
+        """One DiagnosticStatus "egox: pipeline": ERROR while a generation failed within
+        the last `diagnostics_window_s`, WARN while anything was dropped (or the input
+        restarted) within it, OK otherwise; the message names the causes; the values hold
+        backend, queue, every counter since start, latency and the last error."""
         stats = self.stats()
+        recent = self.recent_drops()
+        window = f"{self.config.diagnostics_window_s:g} s"
         status = DiagnosticStatus(name=f"{self.get_name()}: pipeline",
                                   hardware_id=self.get_fully_qualified_name())
-        bad = sum(v for k, v in self.pipeline.bad_inputs.items()) + stats["dropped_clips"]
-        if stats.get("generator_error"):
-            status.level, status.message = DiagnosticStatus.ERROR, stats["last_error"]
-        elif bad:
-            status.level, status.message = DiagnosticStatus.WARN, f"{bad} inputs/clips dropped"
+        drops = ", ".join(f"{cause} {n}" for cause, n in recent.most_common()
+                          if cause != "generator_error")
+        if recent["generator_error"]:
+            status.level = DiagnosticStatus.ERROR
+            status.message = (f"{recent['generator_error']} generation(s) failed in the last "
+                              f"{window}: {stats['last_error']}"
+                              + (f"; dropped: {drops}" if drops else ""))
+        elif drops:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"dropped in the last {window}: {drops}"
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
-        status.values = [KeyValue(key="backend", value=self.generator.name)] + [
-            KeyValue(key=str(k), value="" if v is None else str(v)) for k, v in stats.items()]
+        status.values = [KeyValue(key="backend", value=self.generator.name),
+                         KeyValue(key="window_s", value=f"{self.config.diagnostics_window_s:g}"),
+                         KeyValue(key="dropped_in_window",
+                                  value=", ".join(f"{c} {n}" for c, n in recent.most_common()))
+                         ] + [KeyValue(key=str(k), value="" if v is None else str(v))
+                              for k, v in stats.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(array)
+        self.last_diagnostics = status
+        self._trim_when_idle(stats)
+
+    def _trim_when_idle(self, stats: dict[str, Any]) -> None:
+        """Once per quiet spell (no input and no output for a diagnostics period, queue
+        empty), give the memory freed since back to the OS."""
+        activity = (stats["frames_in"], stats.get("clips_published", 0),
+                    sum(self.pipeline.bad_inputs.values()))
+        if activity != self._activity:
+            self._activity, self._idle_trimmed = activity, False
+        elif not self._idle_trimmed and stats["queue_depth"] == 0:
+            self._idle_trimmed = True
+            release_free_memory()
 
     # ---- shutdown --------------------------------------------------------------------------
     def shutdown(self, timeout: float = 3.0) -> int:

@@ -75,9 +75,21 @@ class EgoxConfig(GeneratorConfig):
                                low=0.0)
     stamp_tolerance_s: float = setting(0.015, "approximate-time tolerance when matching to "
                                        "exo stamps", low=0.0)
-    max_wait_s: float = setting(3.0, "how long an exo frame waits for its poses/depth (stamp "
-                                "time; reliable repairs between processes can take seconds)",
+    max_wait_s: float = setting(3.0, "how long an exo frame may wait for its poses/depth "
+                                "before it is given up (node: wall-clock seconds after it "
+                                "arrived; egox convert: stamp time; reliable repairs between "
+                                "processes can take seconds)",
                                 low=0.0, low_open=True)
+    max_stamp_jump_s: float = setting(10.0, "largest plausible step of a stream's stamps "
+                                      "ahead of its last one (a stamp further ahead, and "
+                                      "further from the node's clock when not on sim time, "
+                                      "is held and dropped unless the stream follows it)",
+                                      low=0.0, low_open=True)
+    stamp_restart_frames: int = setting(3, "consecutive messages of a stream stamped "
+                                        "consistently before (or too far ahead of) its last "
+                                        "stamp that mean the input restarted (bag loop, "
+                                        "sim-time reset): matching and the clip restart",
+                                        low=1)
     queue_size: int = setting(2, "complete clips waiting for the worker", low=1)
     overflow_policy: str = setting("drop_oldest", "full queue: 'drop_oldest' or "
                                    "'drop_newest'", choices=tuple(OVERFLOW_POLICIES))
@@ -97,6 +109,10 @@ class EgoxConfig(GeneratorConfig):
     publish_prior: bool = setting(True, "also publish ~/ego_prior/image and camera_info")
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics messages", low=0.0,
                                           low_open=True)
+    diagnostics_window_s: float = setting(10.0, "/diagnostics level window: WARN while "
+                                          "something was dropped in the last this many "
+                                          "seconds, ERROR while a generation failed in it",
+                                          low=0.0, low_open=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -35,7 +35,15 @@ BadInputHook = Callable[[str, str, bool], None]   # (cause, message, first time 
 class ExoPipeline:
     """Turns exo/ego messages into complete `Clip`s according to an `EgoxConfig`."""
 
-    def __init__(self, config: EgoxConfig, on_bad_input: BadInputHook | None = None) -> None:
+    #: Causes logged every time, not only the first time (events a user must see each time).
+    ALWAYS_LOGGED = frozenset({"stream_restarted"})
+
+    def __init__(self, config: EgoxConfig, on_bad_input: BadInputHook | None = None, *,
+                 clock_ns: Callable[[], int] | None = None,
+                 reference_ns: Callable[[], int | None] | None = None) -> None:
+        """`clock_ns`: monotonic clock for giving frames up after max_wait_s (the node);
+        None measures the wait in stamp time (offline conversion). `reference_ns`: the
+        node's clock when it is not sim time, for implausible stamps (None: not used)."""
         self.config = config
         self.bad_inputs: Counter[str] = Counter()
         self._on_bad_input = on_bad_input
@@ -48,7 +56,11 @@ class ExoPipeline:
             streams.append("mask")
         self.matcher = StampMatcher(streams, pivot="exo",
                                     tolerance_ns=int(config.stamp_tolerance_s * 1e9),
-                                    max_wait_ns=int(config.max_wait_s * 1e9))
+                                    max_wait_ns=int(config.max_wait_s * 1e9),
+                                    max_jump_ns=int(config.max_stamp_jump_s * 1e9),
+                                    restart_count=config.stamp_restart_frames,
+                                    clock_ns=clock_ns, reference_ns=reference_ns,
+                                    report=self.report)
         self.buffer = ClipBuffer(ClipSpec(config.clip_length, config.clip_stride, config.fps,
                                           config.max_gap_s))
         self.ego_K = Intrinsics(config.ego_fx, config.ego_fy, config.ego_cx, config.ego_cy,
@@ -71,10 +83,12 @@ class ExoPipeline:
 
     # ---- bad input bookkeeping -------------------------------------------------------------
     def report(self, cause: str, message: str) -> None:
-        """Count one bad input and tell the hook (first=True the first time per cause)."""
+        """Count one bad input and tell the hook (first=True the first time per cause, and
+        every time for ALWAYS_LOGGED causes)."""
         self.bad_inputs[cause] += 1
         if self._on_bad_input is not None:
-            self._on_bad_input(cause, message, self.bad_inputs[cause] == 1)
+            self._on_bad_input(cause, message,
+                               self.bad_inputs[cause] == 1 or cause in self.ALWAYS_LOGGED)
 
     def _guard(self, fn: Callable[[], list[Clip] | None]) -> list[Clip]:
         try:

@@ -217,7 +217,9 @@ def test_every_bad_input_is_counted_and_survived(harness):
     bad.pose.publish(ok_pose)
     expect("duplicate_stamp")
     ok_pose.header = bad.header(t0 + 250)
-    bad.pose.publish(ok_pose)
+    bad.pose.publish(ok_pose)             # held: the start of a restart, or a stray stamp?
+    ok_pose.header = bad.header(t0 + 350)
+    bad.pose.publish(ok_pose)             # the stream went on: the stray one is dropped
     expect("out_of_order_stamp")
     # 5. a burst of clips beyond the queue while the backend is busy
     player = harness.add(ScenePlayer(scene, namespace=ns, context=harness.context, rate=0))
@@ -301,3 +303,118 @@ def test_prompt_topic_from_a_default_publisher(harness):
     assert node.pipeline.prompt == "start"
     pub.publish(String(data="pick up the red ball"))
     assert wait_until(lambda: node.pipeline.prompt == "pick up the red ball", 5)
+
+
+def _diag_status(harness, fqn):
+    """The newest "egox: pipeline" status of node `fqn` on /diagnostics, as a callable."""
+    import rclpy
+    got = []
+    node = harness.add(rclpy.create_node("diag_listener", context=harness.context))
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: got.extend(s for s in m.status if s.hardware_id == fqn),
+                             10)
+    return lambda: got[-1] if got else None
+
+
+def test_bad_stamps_and_a_replayed_clip_still_give_every_clip_and_diagnostics_recover(harness):
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    ns = unique_ns()
+    scene = tiny_scene(frames=16)
+    base = scene.stamps_ns.copy()
+    good = np.concatenate([base[:7], base[7:15]])              # 15 frames: three clips
+    day = 86_400 * 10**9
+    scene.stamps_ns = np.concatenate([base[:7], [base[6] + day], base[7:15]])
+    config = tiny_config(subscription_qos="reliable", diagnostics_window_s=1.0)
+    node, sink = start(harness, ns, config)
+    status = _diag_status(harness, node.get_fully_qualified_name())
+    player = harness.add(ScenePlayer(scene, namespace=ns, context=harness.context))
+    assert player.wait_for_subscribers(1, topics=ALL_INPUTS)
+    player.play()                      # a frame stamped a day ahead in the middle (all topics)
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) >= 15, 20), node.stats()
+    player.play()                      # the same clip again: same stamps (bag --loop)
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) >= 30, 20), node.stats()
+    time.sleep(0.2)
+    got = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in sink.msgs["ego/image"]]
+    assert got == [int(s) for s in good] * 2
+    stats = node.stats()
+    # the bad frame: image, depth, both poses (twice: both plays); one restart
+    assert stats["stamp_implausible"] == 8 and stats["stream_restarted"] == 1, stats
+    assert not node.pipeline.matcher.dropped and stats["clips_published"] == 6
+    assert wait_until(lambda: status() is not None
+                      and status().level == DiagnosticStatus.WARN, 5), status()
+    assert "stamp_implausible" in status().message and "stream_restarted" in status().message
+    # good input, and the window passes: OK again, with the totals still in the values
+    player.scene.stamps_ns = good + 2 * 10**9
+    player.play()
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) >= 45, 20), node.stats()
+    assert wait_until(lambda: status().level == DiagnosticStatus.OK, 5), status()
+    values = {kv.key: kv.value for kv in status().values}
+    assert values["stamp_implausible"] == "8" and values["dropped_in_window"] == ""
+    assert status().message == "running"
+
+
+def _burst(harness, queue_size, gated=False, clips=20):
+    ns, scene = unique_ns(), tiny_scene(frames=5 * clips)
+    generator = GatedPrior() if gated else None
+    config = tiny_config(subscription_qos="reliable", subscription_depth=5 * clips + 10,
+                         queue_size=queue_size)
+    node, sink = start(harness, ns, config, generator)
+    player = harness.add(ScenePlayer(scene, namespace=ns, context=harness.context, rate=0))
+    assert player.wait_for_subscribers(1, topics=ALL_INPUTS)
+    player.play()                                           # unpaced: as fast as possible
+    assert wait_until(lambda: node.stats().get("clips_complete", 0) == clips, 30), node.stats()
+    return node, sink, generator
+
+
+def test_a_burst_of_20_clips_is_matched_and_every_loss_is_counted(harness):
+    # queue_size 2 and a backend that is busy: the queue policy drops exactly the clips that
+    # found the queue full; nothing is lost before the queue.
+    node, sink, gated = _burst(harness, queue_size=2, gated=True)
+    stats = node.stats()
+    assert stats["frames_in"] == 100 and node.drop_totals() == {"queue_overflow": 17}, stats
+    gated.gate.set()
+    assert wait_until(lambda: node.stats().get("clips_published") == 3, 30), node.stats()
+    # a queue as deep as the burst: all 20 come out
+    node, sink, _ = _burst(harness, queue_size=20)
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) == 100, 30), node.stats()
+    assert node.stats()["clips_published"] == 20 and not node.drop_totals()
+
+
+class FailingOnce(Generator):
+    """The prior backend, whose first clip fails."""
+
+    name = "prior"
+
+    def __init__(self):
+        self.inner = make_generator(GeneratorConfig())
+        self.calls = 0
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+
+    def generate(self, clip, *, callback=None):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("out of memory (test)")
+        return self.inner.generate(clip, callback=callback)
+
+
+def test_a_failed_generation_is_error_for_the_window_only(harness):
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    ns, scene = unique_ns(), tiny_scene(frames=5)
+    node, sink = start(harness, ns, tiny_config(diagnostics_window_s=0.6), FailingOnce())
+    status = _diag_status(harness, node.get_fully_qualified_name())
+    player = harness.add(ScenePlayer(scene, namespace=ns, context=harness.context))
+    assert player.wait_for_subscribers(1, topics=ALL_INPUTS)
+    player.play()
+    assert wait_until(lambda: status() is not None
+                      and status().level == DiagnosticStatus.ERROR, 10), status()
+    assert "out of memory (test)" in status().message
+    player.scene.stamps_ns = scene.stamps_ns + 10**9
+    player.play()
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) == 5, 10), node.stats()
+    assert wait_until(lambda: status().level == DiagnosticStatus.OK, 5), status()
+    assert {kv.key: kv.value for kv in status().values}["generator_error"] == "1"

@@ -106,3 +106,63 @@ def test_odometry_ego_pose_with_camera_offset():
     clips = _feed(ExoPipeline(config), scene, odometry=True)
     T = pose_to_c2w(np.array(offset[:3]), np.array(offset[3:]))
     np.testing.assert_allclose(clips[0].ego_c2w, scene.ego_c2w @ T, atol=1e-9)
+
+
+def _reports(pipeline):
+    seen = []
+    pipeline._on_bad_input = lambda cause, msg, first: seen.append((cause, first))
+    return seen
+
+
+def test_one_far_future_frame_is_rejected_and_every_clip_still_comes_out():
+    scene = _random_scene(15)
+    pipeline = ExoPipeline(demo_config(scene, clip_length=5, clip_stride=5, use_mask=False))
+    day = 86_400 * 10**9
+    clips = _feed(pipeline, scene, stamps=scene.stamps_ns[:7])
+    clips += _feed(pipeline, scene, stamps=[scene.stamps_ns[6] + day])   # every topic of it
+    clips += _feed(pipeline, scene, stamps=scene.stamps_ns[7:])
+    assert [list(c.stamps_ns) for c in clips] == \
+        [list(scene.stamps_ns[i:i + 5]) for i in (0, 5, 10)]
+    # the bad frame's image, depth, ego pose and exo pose; its CameraInfo carries no stamp check
+    assert pipeline.bad_inputs == {"stamp_implausible": 4}
+    assert not pipeline.matcher.dropped and not pipeline.buffer.counters
+
+
+def test_the_same_clip_played_twice_gives_every_clip_both_times():
+    scene = _random_scene(10)
+    pipeline = ExoPipeline(demo_config(scene, clip_length=5, clip_stride=5, use_mask=False))
+    seen = _reports(pipeline)
+    first = _feed(pipeline, scene)
+    second = _feed(pipeline, scene)                        # same stamps again (bag --loop)
+    third = _feed(pipeline, scene, stamps=scene.stamps_ns[:7])   # and again, cut short
+    assert [list(c.stamps_ns) for c in first + second] == \
+        [list(scene.stamps_ns[i:i + 5]) for i in (0, 5)] * 2
+    for clip, start in zip(second, (0, 5)):
+        np.testing.assert_array_equal(clip.exo_rgb, scene.exo_rgb[start:start + 5])
+        np.testing.assert_allclose(clip.ego_c2w, scene.ego_c2w[start:start + 5], atol=1e-12)
+    assert [list(c.stamps_ns) for c in third] == [list(scene.stamps_ns[:5])]
+    fourth = _feed(pipeline, scene)                        # the partial clip is dropped
+    assert [list(c.stamps_ns) for c in fourth] == [list(scene.stamps_ns[i:i + 5]) for i in (0, 5)]
+    assert pipeline.bad_inputs == {"stream_restarted": 3}
+    assert seen == [("stream_restarted", True)] * 3        # logged every time
+    assert pipeline.buffer.counters == {"restart_discarded": 2}
+    assert not pipeline.matcher.dropped and not pipeline.matcher.rejected
+
+
+def test_a_burst_in_stamp_time_is_matched_when_the_clock_allows():
+    # The node measures max_wait on its monotonic clock: exo frames far ahead (in stamps) of
+    # their poses are not given up while the poses are still coming.
+    scene = _random_scene(20)
+    now = [0]
+    pipeline = ExoPipeline(demo_config(scene, clip_length=5, clip_stride=5, use_mask=False,
+                                       max_wait_s=0.1), clock_ns=lambda: now[0])
+    h = [F.header(int(s), "exo") for s in scene.stamps_ns]
+    pipeline.on_camera_info(F.camera_info(scene.exo_K, h[0]))
+    clips = []
+    for i in range(20):
+        clips += pipeline.on_exo_image(numpy_to_image(scene.exo_rgb[i], "rgb8", h[i]))
+        clips += pipeline.on_depth(numpy_to_image(scene.exo_depth_m[i], "32FC1", h[i]))
+        clips += pipeline.on_exo_pose(_pose(scene.exo_c2w[i], h[i]))
+    for i in range(20):
+        clips += pipeline.on_ego_pose(_pose(scene.ego_c2w[i], h[i]))
+    assert len(clips) == 4 and not pipeline.matcher.dropped and not pipeline.bad_inputs
