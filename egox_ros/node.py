@@ -226,6 +226,10 @@ class EgoxNode(Node):
                     self.counters["generator_error"] += 1
                     self.last_error = f"{type(err).__name__}: {err}"
                 self.get_logger().error(f"generation failed, clip dropped: {self.last_error}")
+            finally:
+                # Nothing of a clip outlives it while the worker waits for the next one
+                # (about 230 MB at the default sizes: frames, prior, output, messages).
+                item = clip = output = messages = None
 
     def _step(self, step: int, num_steps: int) -> None:
         if self._stop.is_set():

@@ -18,6 +18,7 @@ from egox_model.config import Setting, from_flat, read_params_file, settings_of,
     to_flat
 from egox_model.errors import ConfigError, InputError
 from egox_model.generator.config import GeneratorConfig
+from egox_model.geometry.pose import QUATERNION_TOLERANCE
 from egox_ros.work_queue import OVERFLOW_POLICIES
 
 __all__ = ["YAML_HEADER", "EgoxConfig", "declare_config", "load_config"]
@@ -124,8 +125,9 @@ class EgoxConfig(GeneratorConfig):
                               key="clip_stride", value=self.clip_stride)
         for name in ("exo_pose", "ego_camera_offset"):
             quat = getattr(self, name)[3:]
-            if math.sqrt(sum(v * v for v in quat)) < 1e-6:
-                raise ConfigError(f"quaternion {list(quat)} has zero norm", key=name,
+            if abs(math.sqrt(sum(v * v for v in quat)) - 1.0) > QUATERNION_TOLERANCE:
+                raise ConfigError(f"quaternion {list(quat)} is not a unit quaternion (|norm - "
+                                  f"1| > {QUATERNION_TOLERANCE})", key=name,
                                   value=list(getattr(self, name)))
         exo_hw = (self.exo_height, self.exo_width) if self.exo_width else None
         try:

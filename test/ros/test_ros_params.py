@@ -49,7 +49,10 @@ def test_docs_list_every_parameter_from_the_generated_table():
     ({"publish_prior": 1}, "parameter publish_prior=1: must be a boolean (true or false)"),
     ({"prompt": 3}, "parameter prompt=3: must be a string"),
     ({"exo_pose": [0.0] * 7}, "parameter exo_pose=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]: "
-                              "quaternion [0.0, 0.0, 0.0, 0.0] has zero norm"),
+                              "quaternion [0.0, 0.0, 0.0, 0.0] is not a unit quaternion"),
+    ({"ego_camera_offset": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.1]},
+     "parameter ego_camera_offset=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.1]: quaternion [0.0, 0.0, "
+     "0.0, 1.1] is not a unit quaternion (|norm - 1| > 0.001)"),
     ({"exo_pose": [1.0, 2.0]}, "parameter exo_pose=[1.0, 2.0]: must be a list of 7 numbers"),
     ({"exo_width": 0}, "exo_width=0 and exo_height=448: set both to resize"),
     ({"queue_size": 0}, "parameter queue_size=0: must be an integer >= 1"),
