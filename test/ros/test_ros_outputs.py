@@ -119,6 +119,10 @@ def test_first_clip_camera_info_arrives_with_its_image(harness):
         player = harness.add(ScenePlayer(scene, namespace=ns, context=harness.context,
                                          rate=0))
         assert player.wait_for_subscribers(1, topics=INPUTS)
+        # Both subscribers (this process, the other one) discovered by the node: a reliable
+        # volatile publisher sends nothing to a reader that matches after the sample.
+        assert wait_until(lambda: all(node.count_subscribers(f"{ns}/egox/{t}") >= 2
+                                      for t in ("ego/image", "ego/camera_info")), 30)
         player.play()
         assert wait_until(lambda: min(len(v) for v in local.values()) >= frames, 30), \
             node.stats()
