@@ -16,8 +16,11 @@ def use_localhost_profile() -> None:
     a profile of their own.
     """
     if (os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") == "rmw_fastrtps_cpp"
-            and os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST"):
-        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(LOCALHOST_PROFILE))
+            and os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST"
+            and "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ):
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(LOCALHOST_PROFILE)
+        # The profile's history memory policy applies only with this (see the profile).
+        os.environ.setdefault("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")
 
 
 def local_ros_env(run_dir: Path | None = None) -> None:

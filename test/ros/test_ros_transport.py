@@ -55,3 +55,27 @@ def test_full_size_images_reach_another_process_at_30_fps():
         if sub.poll() is None:
             sub.kill()
     assert received >= 57, f"only {received} of 60 images arrived"
+
+
+def test_localhost_profile_brings_its_memory_policy_switch_and_respects_the_user(monkeypatch):
+    from egox_ros.dds import use_localhost_profile
+
+    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "RMW_FASTRTPS_USE_QOS_FROM_XML",
+                 "RMW_IMPLEMENTATION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    use_localhost_profile()
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == str(LOCALHOST_PROFILE)
+    assert os.environ["RMW_FASTRTPS_USE_QOS_FROM_XML"] == "1"
+    assert "<historyMemoryPolicy>DYNAMIC</historyMemoryPolicy>" in LOCALHOST_PROFILE.read_text()
+    # A profile of the user's own: neither variable is touched.
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/mine.xml")
+    monkeypatch.delenv("RMW_FASTRTPS_USE_QOS_FROM_XML")
+    use_localhost_profile()
+    assert os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/mine.xml"
+    assert "RMW_FASTRTPS_USE_QOS_FROM_XML" not in os.environ
+    # Discovery beyond this host: no profile either.
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")
+    use_localhost_profile()
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ
