@@ -157,6 +157,27 @@ def params(output_format: str = typer.Option("yaml", "--format",
         raise ConfigError(f"--format {output_format!r}: use yaml or markdown")
 
 
+@bench_app.command("burst")
+def bench_burst(json_out: bool = typer.Option(False, "--json",
+                                              help="last line: one JSON object"),
+                clips: int = typer.Option(20, min=1, help="clips in the burst"),
+                queue_size: int = typer.Option(2, min=1, help="the node's queue_size"),
+                depth: int = typer.Option(1000, min=1, help="subscription_depth (reliable)")
+                ) -> None:
+    """A burst of clips published unpaced into the node: clips out, drops by cause, and
+    RSS before / peak / after beside the resting baseline."""
+    import tempfile
+
+    from egox_ros.bench_burst import bench_burst as run_burst
+    from egox_ros.bench_burst import format_burst
+
+    local_ros_env(Path(tempfile.mkdtemp(prefix="egox-bench-")))
+    result = run_burst(clips=clips, queue_size=queue_size, depth=depth)
+    typer.echo(format_burst(result))
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
 @bench_app.command("ros")
 def bench_ros(json_out: bool = typer.Option(False, "--json", help="last line: one JSON object"),
               backend: str = typer.Option("prior", help="generator backend for the latency"),

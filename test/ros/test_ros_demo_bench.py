@@ -48,3 +48,16 @@ def test_conversion_benchmark_reports_both_sides():
                 "np_array_baseline_MBps", "bgr8_to_rgb_MBps", "16UC1_to_metres_MBps"):
         assert result[key] > 0
     assert result["speedup_vs_naive"] > 10
+
+
+def test_burst_benchmark_counts_every_clip_and_reports_rss_beside_its_baseline():
+    from egox_ros.bench_burst import bench_burst, format_burst
+
+    result = bench_burst(clips=3, frames=5, queue_size=1, depth=100)
+    assert result["frames_in"] == 15 and result["clips_complete"] == 3
+    assert result["clips_published"] + result["drops"].get("queue_overflow", 0) == 3
+    assert set(result["drops"]) <= {"queue_overflow"}
+    assert 0 < result["rss_before_MB"] <= result["rss_peak_MB"]
+    assert abs(result["rss_after_vs_before"]
+               - result["rss_after_MB"] / result["rss_before_MB"]) < 0.02
+    assert "(baseline)" in format_burst(result)
