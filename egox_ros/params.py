@@ -8,7 +8,6 @@ Python. `config/egox.yaml` and the table in docs/ros.md are generated from it
 """
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,11 +191,7 @@ def declare_config(node: Any, base: EgoxConfig | None = None) -> EgoxConfig:
             spec.check(given)               # raises the ConfigError naming name and value
             raise ConfigError(str(err), key=spec.name, value=given) from None
         values[spec.name] = param.value
-    declared = set(values) | {"use_sim_time"}
-    unknown = sorted(set(overrides) - declared)
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(declared), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown parameter {unknown[0]!r}{hint} (`egox params` lists "
-                          "them all)")
-    return from_flat(EgoxConfig, values)
+    # Overrides of parameters nobody declared reach from_flat, which names them as unknown.
+    undeclared = {name: p.value for name, p in sorted(overrides.items())
+                  if name not in values and name != "use_sim_time"}
+    return from_flat(EgoxConfig, {**values, **undeclared})

@@ -7,7 +7,6 @@ are reliable (REP 2003); frames are paced at the scene's fps times `rate` (0 = n
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from egox_model.errors import ConfigError
+from egox_model.config import check_settings, setting
 from egox_model.geometry.pose import c2w_to_pose
 from egox_ros.image_conversion import numpy_to_compressed, numpy_to_image
 from egox_ros.messages import RclpyFactory
@@ -124,19 +123,15 @@ class ScenePlayer(Node):
 
 @dataclass(frozen=True)
 class PlayerOptions:
-    """What `egox_player` plays: the scene of `seed`, once or looping (`loop`), then staying
-    `linger_s` seconds so reliable subscribers can still repair lost samples."""
+    """What `egox_player` plays (egox_model.config settings, checked like the node's)."""
 
-    seed: int = 0
-    loop: bool = True
-    linger_s: float = 5.0
+    seed: int = setting(0, "seed of the synthetic scene", low=0)
+    loop: bool = setting(True, "play the scene again and again, stamps moving on")
+    linger_s: float = setting(5.0, "seconds to stay after the last frame when not looping, "
+                              "so reliable subscribers can still repair lost samples", low=0.0)
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ConfigError(f"parameter seed={self.seed}: must be an integer >= 0")
-        if not math.isfinite(self.linger_s) or self.linger_s < 0:
-            raise ConfigError(f"parameter linger_s={self.linger_s}: must be a finite number "
-                              "of seconds >= 0")
+        check_settings(self)
 
     @classmethod
     def from_parameters(cls, node_name: str = "egox_player") -> PlayerOptions:

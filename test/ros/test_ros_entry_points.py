@@ -79,7 +79,7 @@ def test_recorder_refuses_an_existing_bag_directory(tmp_path):
     (["-p", "linger_s:=true"], "parameter linger_s=True is a bool; it must be a float"),
     (["-p", "linger_s:=2"], "parameter linger_s=2 is an integer; it must be a float (written "
                             "with a decimal point, e.g. 2.0 not 2)"),
-    (["-p", "linger_s:=-1.0"], "parameter linger_s=-1.0: must be a finite number of seconds"),
+    (["-p", "linger_s:=-1.0"], "parameter linger_s=-1.0: must be a number >= 0"),
 ], ids=["seed-string", "seed-float", "seed-negative", "loop-int", "linger-bool", "linger-int",
         "linger-negative"])
 def test_player_bad_parameters(ros_args, expected):
