@@ -14,6 +14,7 @@ from egox_model.generator.wan.config import WanConfig
 from egox_model.generator.wan.loading import load_components, load_text_encoder, resolve_dtype
 from egox_model.generator.wan.lora import fuse_lora, load_lora
 from egox_model.generator.wan.pipeline import EgoXWanPipeline, install_attn1_processor
+from egox_model.generator.wan.runtime import apply_runtime
 from egox_model.generator.wan.text_cache import (PromptEncoder, TextEmbeddingCache,
                                                  text_encoder_key)
 from egox_model.geometry.latent_grid import check_clip_shapes
@@ -64,6 +65,7 @@ def build_pipeline(config: WanConfig) -> tuple[EgoXWanPipeline, dict]:
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
+    info["runtime"] = apply_runtime(pipe, config, model_dir)
     pipe.set_progress_bar_config(disable=not config.progress)
     return pipe, info
 

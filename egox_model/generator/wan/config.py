@@ -12,7 +12,8 @@ from egox_model.config import check_settings, group, setting
 from egox_model.errors import ConfigError
 from egox_model.generator.gga import GGAConfig
 
-__all__ = ["CLIP_IMAGE_CHOICES", "ConditioningOptions", "DTYPES", "MASK_LAYOUTS", "WanConfig"]
+__all__ = ["CLIP_IMAGE_CHOICES", "COMPILE_MODES", "ConditioningOptions", "DTYPES", "MASK_LAYOUTS",
+           "PRECISIONS", "RUNTIMES", "WanConfig"]
 
 #: dtype names accepted for `dtype` and `vae_dtype`.
 DTYPES = ("bfloat16", "float16", "float32")
@@ -22,6 +23,13 @@ MASK_LAYOUTS = ("official", "exo")
 #: "official": frame 0 of the decoded initial full-width latent (exo | decoded noise);
 #: "prior": exo frame 0 | ego prior frame 0, side by side.
 CLIP_IMAGE_CHOICES = ("official", "prior")
+#: How the transformer runs (docs/speed.md): diffusers' modules as they are, torch.compile'd,
+#: or a TensorRT engine built by `egox export-trt`.
+RUNTIMES = ("eager", "compile", "tensorrt")
+#: Linear layers of the transformer: unquantized in `dtype`, or FP8 weights and activations.
+PRECISIONS = ("bf16", "fp8")
+#: torch.compile modes; "reduce-overhead" adds CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,18 @@ class WanConfig:
                            "self-attention (strength 0 = off)")
     conditioning: ConditioningOptions = group(ConditioningOptions, "how the exo and prior "
                                               "latents condition the transformer")
+    runtime: str = setting("eager", "how the transformer runs: 'eager' (diffusers modules), "
+                           "'compile' (torch.compile, once per clip shape) or 'tensorrt' (an "
+                           "engine from `egox export-trt`, CUDA)", choices=RUNTIMES)
+    compile_mode: str = setting("default", "torch.compile mode of runtime 'compile' "
+                                "('reduce-overhead' adds CUDA graphs)", choices=COMPILE_MODES)
+    precision: str = setting("bf16", "transformer linear layers: 'bf16' = unquantized in "
+                             "`dtype`, 'fp8' = FP8 e4m3 weights and activations with row-wise "
+                             "scales (CUDA, compute capability >= 8.9)", choices=PRECISIONS)
+    engine_dir: str = setting("", "folder of cached TensorRT engines ('' = "
+                              "~/.cache/egox/engines)")
+    rebuild_engine: bool = setting(False, "build the TensorRT engine even if a cached one "
+                                   "matches")
     device: str = setting("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     dtype: str = setting("bfloat16", "transformer and text encoder dtype", choices=DTYPES)
     vae_dtype: str = setting("float32", "VAE dtype", choices=DTYPES)
@@ -83,6 +103,12 @@ class WanConfig:
                 or device.startswith("cuda:") and device[5:].isdigit()):
             raise ConfigError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'", key="device",
                               value=device)
+        if self.precision == "fp8" and self.dtype != "bfloat16":
+            raise ConfigError("precision 'fp8' computes in bfloat16; set dtype to 'bfloat16'",
+                              key="dtype", value=self.dtype)
+        if self.runtime == "tensorrt" and self.cpu_offload:
+            raise ConfigError("runtime 'tensorrt' keeps the engine on the GPU; set cpu_offload "
+                              "to false", key="cpu_offload", value=True)
         if self.cpu_offload and device == "cpu":
             raise ConfigError("cpu_offload=true needs a CUDA device; set device to 'cuda' or "
                               "cpu_offload to false")
