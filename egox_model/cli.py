@@ -99,18 +99,54 @@ def bench_step(
     layers: int = typer.Option(None, help="Blocks to build (default 40 cuda / 2 cpu)."),
     frames: int = typer.Option(None, help="Latent frames (default 13 cuda / 1 cpu)."),
     kernel: str = typer.Option("split", help="GGA kernel: split, chunked or dense."),
+    runtime: str = typer.Option("eager", help="Comma-separated runtimes: eager, compile, "
+                                              "tensorrt."),
+    precision: str = typer.Option("bf16", help="Comma-separated precisions: bf16, fp8."),
     repeats: int = typer.Option(1, help="Timed steps per setting (median reported)."),
 ) -> None:
-    """One CFG denoising step of the Wan 14B transformer shape, GGA on vs off."""
+    """One CFG denoising step of the Wan 14B transformer shape per runtime x precision, GGA
+    on vs off, beside eager bf16 and the compute floor."""
     import json
 
     import torch
 
     from egox_model.bench.step import StepBenchConfig, format_step_bench, run_step_bench
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    result = run_step_bench(StepBenchConfig(device=device, layers=layers, frames=frames,
-                                            kernel=kernel, repeats=repeats))
+    result = run_step_bench(StepBenchConfig(
+        device=device, layers=layers, frames=frames, kernel=kernel, repeats=repeats,
+        runtimes=tuple(runtime.split(",")), precisions=tuple(precision.split(","))))
     typer.echo(format_step_bench(result))
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
+@bench_app.command("clip")
+def bench_clip(
+    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    device: str = typer.Option(None, help="cuda or cpu; default: cuda if present."),
+    size: str = typer.Option(None, help="14b (real shapes, CUDA) or tiny; default 14b on "
+                                        "cuda, tiny on cpu."),
+    layers: int = typer.Option(40, help="Transformer blocks of the 14b model."),
+    runtime: str = typer.Option("eager", help="eager, compile or tensorrt."),
+    precision: str = typer.Option("bf16", help="bf16 or fp8."),
+    schedule: str = typer.Option("50x2,4x1", help="Comma-separated STEPSxCALLS: 50x2 = 50 "
+                                                  "steps with CFG, 4x1 = 4 without."),
+    measured_steps: int = typer.Option(0, help="Run at most this many steps per schedule and "
+                                               "scale the step stage (0 = run them all)."),
+) -> None:
+    """One whole clip (prior, text, VAE encode, steps, VAE decode) stage by stage per
+    schedule, with peak GPU memory; the first schedule is the baseline."""
+    import json
+
+    import torch
+
+    from egox_model.bench.clip import ClipBenchConfig, format_clip_bench, run_clip_bench
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = run_clip_bench(ClipBenchConfig(
+        device=device, size=size or ("14b" if device == "cuda" else "tiny"), layers=layers,
+        runtime=runtime, precision=precision, schedules=tuple(schedule.split(",")),
+        measured_steps=measured_steps))
+    typer.echo(format_clip_bench(result))
     if json_out:
         typer.echo(json.dumps(result))
 

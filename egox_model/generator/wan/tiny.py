@@ -15,7 +15,8 @@ from egox_model.clip import Clip
 from egox_model.geometry.camera import Intrinsics
 from egox_model.geometry.pose import look_at
 
-__all__ = ["TINY_TRANSFORMER", "save_tiny_model_dir", "tiny_clip"]
+__all__ = ["TINY_IMAGE_ENCODER", "TINY_TEXT_ENCODER", "TINY_TRANSFORMER", "TINY_VAE",
+           "save_tiny_model_dir", "save_tokenizer", "tiny_clip"]
 
 #: Tiny I2V transformer: in 36 = 16 + 4 + 16, 2 layers, 2 heads x 16.
 TINY_TRANSFORMER = dict(
@@ -26,9 +27,19 @@ TINY_TRANSFORMER = dict(
 )
 _WORDS = ("a person picks up the cup from table robot arm moves view egocentric kitchen "
           "hand red blue green box").split()
+#: AutoencoderKLWan, UMT5Config and CLIPVisionConfig keyword arguments of the tiny model.
+TINY_VAE = dict(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                temperal_downsample=[False, True, True])
+TINY_TEXT_ENCODER = dict(vocab_size=len(_WORDS) + 3, d_model=TINY_TRANSFORMER["text_dim"],
+                         d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                         relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
+TINY_IMAGE_ENCODER = dict(hidden_size=TINY_TRANSFORMER["image_dim"], intermediate_size=32,
+                          projection_dim=8, num_hidden_layers=2, num_attention_heads=2,
+                          image_size=32, patch_size=8)
 
 
-def _save_tokenizer(path: Path) -> None:
+def save_tokenizer(path: Path) -> None:
+    """A WordLevel tokenizer over a few scene words, padding with <pad> = 0."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -52,17 +63,11 @@ def save_tiny_model_dir(path: Path, *, seed: int = 0) -> Path:
     path = Path(path)
     torch.manual_seed(seed)
     WanTransformer3DModel(**TINY_TRANSFORMER).save_pretrained(path / "transformer")
-    AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                     temperal_downsample=[False, True, True]).save_pretrained(path / "vae")
-    text_config = UMT5Config(vocab_size=len(_WORDS) + 3, d_model=TINY_TRANSFORMER["text_dim"],
-                             d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                             relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1)
-    UMT5EncoderModel(text_config).save_pretrained(path / "text_encoder")
-    _save_tokenizer(path / "tokenizer")
-    image_config = CLIPVisionConfig(hidden_size=TINY_TRANSFORMER["image_dim"],
-                                    intermediate_size=32, projection_dim=8, num_hidden_layers=2,
-                                    num_attention_heads=2, image_size=32, patch_size=8)
-    CLIPVisionModelWithProjection(image_config).save_pretrained(path / "image_encoder")
+    AutoencoderKLWan(**TINY_VAE).save_pretrained(path / "vae")
+    UMT5EncoderModel(UMT5Config(**TINY_TEXT_ENCODER)).save_pretrained(path / "text_encoder")
+    save_tokenizer(path / "tokenizer")
+    CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_IMAGE_ENCODER)).save_pretrained(
+        path / "image_encoder")
     CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32}).save_pretrained(
         path / "image_processor")
     FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(path / "scheduler")
