@@ -190,7 +190,9 @@ def declare_config(node: Any, base: EgoxConfig | None = None) -> EgoxConfig:
             given = overrides[spec.name].value if spec.name in overrides else None
             spec.check(given)               # raises the ConfigError naming name and value
             raise ConfigError(str(err), key=spec.name, value=given) from None
-        values[spec.name] = param.value
+        # A parameter file's `[]` reaches rclpy untyped (NOT_SET, value None): an empty list.
+        empty = param.value is None and spec.type in (list, tuple)
+        values[spec.name] = [] if empty else param.value
     # Overrides of parameters nobody declared reach from_flat, which names them as unknown.
     undeclared = {name: p.value for name, p in sorted(overrides.items())
                   if name not in values and name != "use_sim_time"}

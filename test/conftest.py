@@ -28,6 +28,9 @@ def _candidates(spec) -> list:
     if spec.type is float:
         return [spec.default * 0.5 + 0.25, spec.default + 0.5, spec.default * 0.9]
     if spec.type in (list, tuple):
+        if not spec.default:                    # an empty list: one item of the item type
+            return [[{str: "some text", int: int(spec.low or 1), float: 0.5,
+                      bool: True}[spec.item_type]]]
         first = spec.default[0]
         items = [0.2, 0.8] if len(spec.default) == 2 else [first + 0.25] + list(spec.default[1:])
         return [items]

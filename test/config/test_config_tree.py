@@ -83,7 +83,10 @@ def test_python_construction_is_checked_the_same_way():
 
 
 def test_every_generator_setting_round_trips(changed_values):
-    base = {"wan.model_dir": "/models/wan"}             # so that backend 'wan' is valid
+    base = {"wan.model_dir": "/models/wan",             # so that backend 'wan' is valid
+            # so that adapter names / scales and fixed timesteps are valid on their own
+            "wan.adapter_paths": ["/loras/a.safetensors"], "wan.scheduler": "euler",
+            "wan.num_inference_steps": 1}
     values = changed_values(GeneratorConfig, base)
     assert set(values) == {s.name for s in settings_of(GeneratorConfig)}
     default = to_flat(from_flat(GeneratorConfig, base))

@@ -12,9 +12,10 @@ from egox_model.generator.config import GeneratorConfig
 from egox_model.generator.gga import GGAAttnProcessor
 from egox_model.generator.wan.config import WanConfig
 from egox_model.generator.wan.loading import load_components, load_text_encoder, resolve_dtype
-from egox_model.generator.wan.lora import fuse_lora, load_lora
+from egox_model.generator.wan.lora import ADAPTER, fuse_lora, load_lora
 from egox_model.generator.wan.pipeline import EgoXWanPipeline, install_attn1_processor
 from egox_model.generator.wan.runtime import apply_runtime
+from egox_model.generator.wan.step_cache import apply_step_cache
 from egox_model.generator.wan.text_cache import (PromptEncoder, TextEmbeddingCache,
                                                  text_encoder_key)
 from egox_model.geometry.latent_grid import check_clip_shapes
@@ -23,7 +24,8 @@ from egox_model.output import GeneratorOutput
 from egox_model.prior import PriorConfig, render_ego_prior
 from egox_model.timing import stage_timer
 
-__all__ = ["WanGenerator", "build_pipeline", "resolve_device"]
+__all__ = ["WanGenerator", "adapters_of", "build_pipeline", "load_adapters", "noise_seed",
+           "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -33,23 +35,67 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def adapters_of(config: WanConfig) -> list[tuple[str, Path, float, str]]:
+    """(peft adapter name, path, scale, setting) of every LoRA to stack: the EgoX LoRA
+    (`lora_path`, adapter "egox") first, then `adapter_paths` in order."""
+    found = []
+    if config.lora_path:
+        found.append((ADAPTER, Path(config.lora_path).expanduser(), config.lora_scale,
+                      "lora_path"))
+    count = len(config.adapter_paths)
+    names = config.adapter_names or tuple(f"adapter_{i + 1}" for i in range(count))
+    scales = config.adapter_scales or (1.0,) * count
+    for i, (name, path, scale) in enumerate(zip(names, config.adapter_paths, scales)):
+        found.append((name, Path(path).expanduser(), scale, f"adapter_paths[{i}]"))
+    return found
+
+
+def load_adapters(transformer, config: WanConfig) -> dict:
+    """Load every LoRA of `config` as its own peft adapter and fuse them all with their
+    scales (W += sum_i scale_i * alpha_i / r_i * B_i A_i); returns adapter name -> what was
+    loaded (empty without LoRAs)."""
+    loaded = {}
+    for name, path, scale, setting in adapters_of(config):
+        loaded[name] = {"path": str(path), "scale": scale,
+                        **load_lora(transformer, path, name, what=setting)}
+    if loaded:
+        fuse_lora(transformer, {name: info["scale"] for name, info in loaded.items()})
+    return loaded
+
+
+def noise_seed(seed: int) -> int:
+    """Seed of the per-step noise of `stochastic_sampling`: derived from `seed` but not equal
+    to it (the start noise uses `seed`; the two streams must differ)."""
+    return (seed * 1_000_003 + 0x5EED) % 2**63
+
+
 def build_pipeline(config: WanConfig) -> tuple[EgoXWanPipeline, dict]:
-    """Load the model directory, load + fuse the LoRA, install GGA on attn1, place on device.
+    """Load the model directory, load + fuse the LoRAs, install GGA on attn1, enable the step
+    cache, place on device.
 
     Returns the pipeline and a dict describing what was loaded (for diagnostics).
     """
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype)
     model_dir = Path(config.model_dir).expanduser()
+    scheduler_options = dict(kind=config.scheduler, timesteps=config.scheduler_timesteps,
+                             stochastic_sampling=config.stochastic_sampling,
+                             noise_seed=noise_seed(config.seed))
     parts = load_components(model_dir, dtype=dtype, vae_dtype=resolve_dtype(config.vae_dtype),
-                            flow_shift=config.flow_shift or None, text_encoder=False)
-    info: dict = {"model_dir": str(model_dir), "device": str(device), "dtype": config.dtype}
-    if config.lora_path:
-        lora_path = Path(config.lora_path).expanduser()
-        info["lora"] = {"path": str(lora_path), **load_lora(parts.transformer, lora_path)}
-        fuse_lora(parts.transformer, config.lora_scale)
+                            flow_shift=config.flow_shift or None, text_encoder=False,
+                            scheduler_options=scheduler_options)
+    info: dict = {"model_dir": str(model_dir), "device": str(device), "dtype": config.dtype,
+                  "scheduler": type(parts.scheduler).__name__}
+    adapters = load_adapters(parts.transformer, config)
+    if ADAPTER in adapters:
+        info["lora"] = {k: v for k, v in adapters.pop(ADAPTER).items() if k != "scale"}
+    if adapters:
+        info["adapters"] = adapters
     if config.gga.strength > 0:
         install_attn1_processor(parts.transformer, GGAAttnProcessor(config.gga))
+    cache = apply_step_cache(parts.transformer, config)
+    if cache:
+        info["cache"] = cache
     pipe = EgoXWanPipeline(parts.vae, parts.transformer, parts.scheduler,
                            image_encoder=parts.image_encoder,
                            image_processor=parts.image_processor)
@@ -75,9 +121,15 @@ class WanGenerator(Generator):
 
     name = "wan"
 
-    def __init__(self, config: WanConfig, prior: PriorConfig = PriorConfig()) -> None:
+    def __init__(self, config: WanConfig, prior: PriorConfig = PriorConfig(),
+                 pipe: EgoXWanPipeline | None = None) -> None:
+        """Loads `config.model_dir`, unless an assembled `pipe` is given (benchmarks build one
+        from random weights in memory)."""
         self.config, self.prior_config = config, prior
-        self.pipe, self.loaded = build_pipeline(config)
+        if pipe is None:
+            self.pipe, self.loaded = build_pipeline(config)
+        else:
+            self.pipe, self.loaded = pipe, {"device": str(pipe.device), "dtype": config.dtype}
 
     @classmethod
     def from_config(cls, config: GeneratorConfig) -> WanGenerator:

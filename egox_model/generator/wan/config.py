@@ -12,8 +12,8 @@ from egox_model.config import check_settings, group, setting
 from egox_model.errors import ConfigError
 from egox_model.generator.gga import GGAConfig
 
-__all__ = ["CLIP_IMAGE_CHOICES", "COMPILE_MODES", "ConditioningOptions", "DTYPES", "MASK_LAYOUTS",
-           "PRECISIONS", "RUNTIMES", "WanConfig"]
+__all__ = ["CACHES", "CLIP_IMAGE_CHOICES", "COMPILE_MODES", "ConditioningOptions", "DTYPES",
+           "MASK_LAYOUTS", "PRECISIONS", "RUNTIMES", "SCHEDULERS", "WanConfig"]
 
 #: dtype names accepted for `dtype` and `vae_dtype`.
 DTYPES = ("bfloat16", "float16", "float32")
@@ -30,6 +30,12 @@ RUNTIMES = ("eager", "compile", "tensorrt")
 PRECISIONS = ("bf16", "fp8")
 #: torch.compile modes; "reduce-overhead" adds CUDA graphs.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+#: Sampler: "" = the model directory's scheduler class, "euler" = flow-matching Euler,
+#: "unipc" = UniPC with flow sigmas (what Wan2.1-I2V-14B-480P-Diffusers ships).
+SCHEDULERS = ("", "euler", "unipc")
+#: Step caching with diffusers' hooks (step_cache.py): "first_block" reuses the residual of
+#: blocks 1..N when block 0's output changed less than `cache_threshold` since the last step.
+CACHES = ("none", "first_block")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,14 @@ class WanConfig:
     lora_path: str = setting("", "EgoX LoRA .safetensors file or its directory ('' = none; "
                              "official keys accepted)")
     lora_scale: float = setting(1.0, "LoRA scale when fusing", low=0.0)
+    adapter_paths: tuple[str, ...] = setting((), "further LoRA files stacked on the EgoX LoRA "
+                                             "and fused with it (e.g. a step-distilled Wan 2.1 "
+                                             "I2V LoRA; diffusers, peft or "
+                                             "`diffusion_model.` keys)")
+    adapter_names: tuple[str, ...] = setting((), "peft adapter names of adapter_paths, one "
+                                             "each ([] = adapter_1, adapter_2, ...)")
+    adapter_scales: tuple[float, ...] = setting((), "fusing scales of adapter_paths, one each "
+                                                "([] = 1.0 each)")
     num_inference_steps: int = setting(50, "denoising steps", low=1)
     guidance_scale: float = setting(5.0, "classifier-free guidance scale (1 disables CFG)",
                                     low=1.0)
@@ -70,6 +84,23 @@ class WanConfig:
                         low=0)
     flow_shift: float = setting(0.0, "overrides the scheduler config's flow shift (Wan: 3.0 "
                                 "at 480p, 5.0 at 720p); 0 = the model directory's", low=0.0)
+    scheduler: str = setting("", "sampler: '' = the model directory's, 'euler' = flow-matching "
+                             "Euler, 'unipc' = UniPC with flow sigmas", choices=SCHEDULERS)
+    scheduler_timesteps: tuple[int, ...] = setting((), "fixed timesteps before the shift, one "
+                                                   "per step, e.g. [1000, 750, 500, 250] of "
+                                                   "lightx2v's 4-step LoRAs ([] = "
+                                                   "num_inference_steps evenly spaced; "
+                                                   "scheduler 'euler')", low=1, high=1000)
+    stochastic_sampling: bool = setting(False, "each step predicts x0 and re-noises it to the "
+                                        "next sigma with fresh seeded noise (lightx2v's "
+                                        "step-distilled sampler; scheduler 'euler')")
+    cache: str = setting("none", "step caching with diffusers' hooks: 'none' or 'first_block' "
+                         "(FirstBlockCache: skip blocks 1..N while block 0's output changes "
+                         "little; for long schedules)", choices=CACHES)
+    cache_threshold: float = setting(0.05, "cache 'first_block': relative change of block 0's "
+                                     "output below which the other blocks are skipped "
+                                     "(higher = more skipped, less exact)", low=0.0,
+                                     low_open=True)
     gga: GGAConfig = group(GGAConfig, "Geometry-Guided Attention in every block's "
                            "self-attention (strength 0 = off)")
     conditioning: ConditioningOptions = group(ConditioningOptions, "how the exo and prior "
@@ -103,6 +134,33 @@ class WanConfig:
                 or device.startswith("cuda:") and device[5:].isdigit()):
             raise ConfigError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'", key="device",
                               value=device)
+        for key in ("adapter_names", "adapter_scales"):
+            given = getattr(self, key)
+            if given and len(given) != len(self.adapter_paths):
+                raise ConfigError(f"has {len(given)} entries but adapter_paths has "
+                                  f"{len(self.adapter_paths)}; give one per path or none",
+                                  key=key, value=list(given))
+        names = ["egox", *self.adapter_names]
+        if len(set(names)) != len(names) or "" in names:
+            raise ConfigError("must be distinct, non-empty and not 'egox' (the EgoX LoRA's)",
+                              key="adapter_names", value=list(self.adapter_names))
+        if self.scheduler_timesteps:
+            steps = self.scheduler_timesteps
+            if len(steps) != self.num_inference_steps:
+                raise ConfigError(f"has {len(steps)} timesteps but num_inference_steps is "
+                                  f"{self.num_inference_steps}; make them equal",
+                                  key="scheduler_timesteps", value=list(steps))
+            if any(a <= b for a, b in zip(steps, steps[1:])):
+                raise ConfigError("must be strictly decreasing", key="scheduler_timesteps",
+                                  value=list(steps))
+        if (self.scheduler_timesteps or self.stochastic_sampling) and self.scheduler != "euler":
+            raise ConfigError("scheduler_timesteps and stochastic_sampling need the flow-"
+                              "matching Euler sampler; set scheduler to 'euler'",
+                              key="scheduler", value=self.scheduler)
+        if self.cache != "none" and self.runtime == "tensorrt":
+            raise ConfigError("step caching hooks the transformer's blocks, which a TensorRT "
+                              "engine does not have; set cache to 'none' or runtime to "
+                              "'eager' / 'compile'", key="cache", value=self.cache)
         if self.precision == "fp8" and self.dtype != "bfloat16":
             raise ConfigError("precision 'fp8' computes in bfloat16; set dtype to 'bfloat16'",
                               key="dtype", value=self.dtype)

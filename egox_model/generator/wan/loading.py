@@ -15,6 +15,7 @@ naming the component, what is wrong and how to fix it.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ import torch
 
 from egox_model.errors import ModelLoadError
 
-__all__ = ["MASK_CHANNELS", "WanComponents", "check_model_dir", "load_components",
-           "load_scheduler", "load_text_encoder", "resolve_dtype"]
+__all__ = ["MASK_CHANNELS", "StepListScheduler", "WanComponents", "check_model_dir",
+           "load_components", "load_scheduler", "load_text_encoder", "resolve_dtype"]
 
 #: Mask channels between the noise and the condition latent (= VAE temporal factor 4).
 MASK_CHANNELS = 4
@@ -129,17 +130,91 @@ def _load(what: str, loader, path: Path, **kwargs):
         raise ModelLoadError(f"cannot load {what} from {path}: {err}") from err
 
 
-def load_scheduler(model_dir: Path, flow_shift: float | None = None):
-    """The scheduler class and config of model_dir/scheduler, with an optional shift override."""
+class StepListScheduler:
+    """Mixin for diffusers' FlowMatchEulerDiscreteScheduler (see `load_scheduler`): optional
+    fixed timesteps and seeded noise for `stochastic_sampling`.
+
+    `fixed_timesteps` (e.g. lightx2v's [1000, 750, 500, 250]) replace the evenly spaced ones:
+    sigma = t / 1000 before the shift, as lightx2v's step-distilled sampler. The noise of
+    stochastic sampling comes from a CPU generator seeded with `noise_seed` at every
+    `set_timesteps` (once per clip), so a seed gives the same video on any device.
+    """
+
+    fixed_timesteps: tuple[int, ...] = ()
+    noise_seed: int = 0
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None,
+                      timesteps=None):
+        if sigmas is None and timesteps is None and self.fixed_timesteps:
+            if num_inference_steps not in (None, len(self.fixed_timesteps)):
+                raise ValueError(f"num_inference_steps is {num_inference_steps} but the "
+                                 f"scheduler has {len(self.fixed_timesteps)} fixed timesteps "
+                                 f"{list(self.fixed_timesteps)}")
+            sigmas = [t / self.config.num_train_timesteps for t in self.fixed_timesteps]
+        super().set_timesteps(num_inference_steps, device, sigmas=sigmas, mu=mu,
+                              timesteps=timesteps)
+        self.noise_generator = torch.Generator().manual_seed(self.noise_seed)
+
+    def step(self, model_output, timestep, sample, *args, generator=None, **kwargs):
+        if generator is None and self.config.stochastic_sampling:
+            generator = self.noise_generator
+        return super().step(model_output, timestep, sample, *args, generator=generator,
+                            **kwargs)
+
+
+@functools.cache
+def _step_list_euler() -> type:
+    """FlowMatchEulerDiscreteScheduler with `StepListScheduler` (made once, on first use, to
+    keep diffusers out of this module's import)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return type("StepListEulerScheduler", (StepListScheduler, FlowMatchEulerDiscreteScheduler),
+                {"__module__": __name__, "__doc__": StepListScheduler.__doc__})
+
+
+#: What `kind` of `load_scheduler` selects: diffusers class name and its fixed config.
+_KINDS = {"euler": ("FlowMatchEulerDiscreteScheduler", {}),
+          "unipc": ("UniPCMultistepScheduler", {"use_flow_sigmas": True,
+                                                "prediction_type": "flow_prediction"})}
+
+
+def load_scheduler(model_dir: Path, flow_shift: float | None = None, *, kind: str = "",
+                   timesteps: tuple[int, ...] = (), stochastic_sampling: bool = False,
+                   noise_seed: int = 0):
+    """The scheduler of model_dir/scheduler, optionally as another flow-matching `kind`
+    ("euler" or "unipc"; "" = the directory's class) and with another shift.
+
+    Switching the class keeps the directory's shift (`shift` <-> `flow_shift`) unless
+    `flow_shift` overrides it. `timesteps` (fixed timesteps, one per step) and
+    `stochastic_sampling` (x0 prediction re-noised to the next sigma with noise seeded by
+    `noise_seed`) need the Euler sampler; see `StepListScheduler`.
+    """
     import diffusers
 
     config = _read_json(Path(model_dir) / "scheduler" / _CONFIG_FILES["scheduler"])
-    cls = getattr(diffusers, config["_class_name"])
-    overrides = {}
+    name, fixed = _KINDS[kind] if kind else (config["_class_name"], {})
+    cls = getattr(diffusers, name)
+    euler = cls is diffusers.FlowMatchEulerDiscreteScheduler
+    if (timesteps or stochastic_sampling) and not euler:
+        raise ModelLoadError(f"scheduler_timesteps and stochastic_sampling need the flow-"
+                             f"matching Euler sampler, but the scheduler is {name}; set "
+                             "scheduler to 'euler'")
+    shift_key = "shift" if euler else "flow_shift"
+    if flow_shift is None and name != config["_class_name"]:
+        old_key = "flow_shift" if shift_key == "shift" else "shift"
+        flow_shift = config.get(old_key, config.get(shift_key))
+    overrides = dict(fixed)
     if flow_shift is not None:
-        overrides["shift" if cls is diffusers.FlowMatchEulerDiscreteScheduler
-                  else "flow_shift"] = flow_shift
-    return _load("scheduler", cls.from_pretrained, Path(model_dir) / "scheduler", **overrides)
+        overrides[shift_key] = flow_shift
+    if euler:
+        cls = _step_list_euler()
+    if stochastic_sampling:
+        overrides["stochastic_sampling"] = True
+    scheduler = _load("scheduler", cls.from_pretrained, Path(model_dir) / "scheduler",
+                      **overrides)
+    if euler:
+        scheduler.fixed_timesteps, scheduler.noise_seed = tuple(timesteps), noise_seed
+    return scheduler
 
 
 def load_text_encoder(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
@@ -153,11 +228,13 @@ def load_text_encoder(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
 
 def load_components(model_dir: Path, *, dtype: torch.dtype = torch.bfloat16,
                     vae_dtype: torch.dtype = torch.float32, flow_shift: float | None = None,
-                    text_encoder: bool = True) -> WanComponents:
+                    text_encoder: bool = True, scheduler_options: dict | None = None
+                    ) -> WanComponents:
     """Check `model_dir` and load every component (weights on CPU; move them afterwards).
 
     dtype is for the transformer and text encoder; the VAE and image encoder use vae_dtype.
     text_encoder=False leaves it unloaded (prompts then come from the embedding cache).
+    scheduler_options: keyword arguments of `load_scheduler` (kind, timesteps, ...).
     """
     model_dir = Path(model_dir)
     configs = check_model_dir(model_dir)          # before the heavy imports: fail fast
@@ -185,7 +262,7 @@ def load_components(model_dir: Path, *, dtype: torch.dtype = torch.bfloat16,
     return WanComponents(
         transformer=transformer.eval().requires_grad_(False),
         vae=vae.eval().requires_grad_(False),
-        scheduler=load_scheduler(model_dir, flow_shift),
+        scheduler=load_scheduler(model_dir, flow_shift, **(scheduler_options or {})),
         tokenizer=tokenizer,
         text_encoder=load_text_encoder(model_dir, dtype) if text_encoder else None,
         image_encoder=image_encoder,

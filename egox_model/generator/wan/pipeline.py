@@ -6,6 +6,7 @@ clean) -> decode the ego half only. Structure follows diffusers' WanImageToVideo
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,6 +20,7 @@ from egox_model.generator.wan.conditioning import (
     build_condition, condition_mask, decode_latents, encode_video, frames_to_video_tensor,
     noisy_exo, video_tensor_to_frames)
 from egox_model.generator.wan.config import ConditioningOptions
+from egox_model.generator.wan.step_cache import reset_step_cache
 from egox_model.generator.wan.text_cache import PromptEncoder
 from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, VAE_SPACE, check_clip_shapes
 
@@ -145,6 +147,13 @@ class EgoXWanPipeline(DiffusionPipeline):
         prior = np.zeros_like(prior_frames[0]) if options.zero_prior else prior_frames[0]
         return np.concatenate([exo_frames[0], prior], axis=1)
 
+    def cache_context(self, name: str):
+        """diffusers' cache context around one transformer call ("cond" / "uncond"): step
+        caches (step_cache.py) keep their state per name. A no-op without a cache."""
+        if getattr(self.transformer, "is_cache_enabled", False):
+            return self.transformer.cache_context(name)
+        return contextlib.nullcontext()
+
     @property
     def attn1_processors(self) -> list:
         """The distinct processors on the blocks' attn1 that take token geometry (GGA)."""
@@ -190,6 +199,7 @@ class EgoXWanPipeline(DiffusionPipeline):
             processor.set_geometry(None if token_geometry is None else token_geometry.to(device))
 
         # 5. Denoising loop: only the ego half moves; the exo half is x0 after every step
+        reset_step_cache(self.transformer)   # nothing cached from an earlier clip
         try:
             with self.progress_bar(total=len(timesteps)) as progress_bar:
                 for i, t in enumerate(timesteps):
@@ -199,15 +209,18 @@ class EgoXWanPipeline(DiffusionPipeline):
                                                  latents[..., exo_width:]], dim=-1)
                     model_input = torch.cat([model_input, condition], dim=1).to(dtype)
                     timestep = t.expand(model_input.shape[0])
-                    noise_pred = self.transformer(
-                        hidden_states=model_input, timestep=timestep,
-                        encoder_hidden_states=prompt_embeds,
-                        encoder_hidden_states_image=image_embeds, return_dict=False)[0]
-                    if do_cfg:
-                        noise_uncond = self.transformer(
+                    with self.cache_context("cond"):
+                        noise_pred = self.transformer(
                             hidden_states=model_input, timestep=timestep,
-                            encoder_hidden_states=negative_embeds,
+                            encoder_hidden_states=prompt_embeds,
                             encoder_hidden_states_image=image_embeds, return_dict=False)[0]
+                    if do_cfg:
+                        with self.cache_context("uncond"):
+                            noise_uncond = self.transformer(
+                                hidden_states=model_input, timestep=timestep,
+                                encoder_hidden_states=negative_embeds,
+                                encoder_hidden_states_image=image_embeds,
+                                return_dict=False)[0]
                         noise_pred = noise_uncond + guidance_scale * (noise_pred - noise_uncond)
                     noise_pred = noise_pred.float()
                     noise_pred[..., :exo_width] = 0.0  # official: the exo half does not move
@@ -217,6 +230,7 @@ class EgoXWanPipeline(DiffusionPipeline):
                         callback_on_step_end(self, i, t, {"latents": latents, "exo_latents": x0})
                     progress_bar.update()
         finally:
+            reset_step_cache(self.transformer)
             for processor in self.attn1_processors:
                 processor.set_geometry(None)
 
