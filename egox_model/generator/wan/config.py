@@ -75,7 +75,7 @@ class WanConfig:
     adapter_names: tuple[str, ...] = setting((), "peft adapter names of adapter_paths, one "
                                              "each ([] = adapter_1, adapter_2, ...)")
     adapter_scales: tuple[float, ...] = setting((), "fusing scales of adapter_paths, one each "
-                                                "([] = 1.0 each)")
+                                                "([] = 1.0 each)", low=0.0)
     num_inference_steps: int = setting(50, "denoising steps", low=1)
     guidance_scale: float = setting(5.0, "classifier-free guidance scale (1 disables CFG)",
                                     low=1.0)

@@ -163,6 +163,7 @@ def load_lora(transformer, path: Path, adapter_name: str = ADAPTER, *,
             raise ModelLoadError(f"LoRA file {path} targets {name}, which this transformer "
                                  f"lacks ({len(transformer.blocks)} blocks): wrong base model")
         base = module_names[name]
+        base = getattr(base, "base_layer", base)   # already wrapped by another adapter
         if not isinstance(base, torch.nn.Linear):
             raise ModelLoadError(f"LoRA file {path} targets {name}, a "
                                  f"{type(base).__name__}, not a Linear layer")
