@@ -19,7 +19,8 @@ from pathlib import Path
 
 from egox_model.errors import ConfigError, ModelLoadError
 from egox_model.generator.wan.config import WanConfig
-from egox_model.generator.wan.tensorrt.build import ExportResult, export_engine
+from egox_model.generator.wan.tensorrt.build import (ExportResult, adapter_files,
+                                                     export_engine)
 from egox_model.generator.wan.tensorrt.cache import EngineCache, EngineKey, model_hash
 from egox_model.generator.wan.tensorrt.engine import (TensorRTEngine, build_engine,
                                                       gpu_identity, import_tensorrt)
@@ -40,21 +41,24 @@ def use_engine(pipe, config: WanConfig, model_dir: Path) -> dict:
     """Replace `pipe.transformer` by an `EngineTransformer` running this model's cached
     engines; returns what was found, for diagnostics.
 
-    Raises ConfigError without tensorrt or a CUDA device, or with rebuild_engine set (engines
-    are built by `egox export-trt`); ModelLoadError when the cache holds no engine of this
-    model for this GPU and TensorRT version.
+    Raises ConfigError without tensorrt or a CUDA device, with rebuild_engine set (engines
+    are built by `egox export-trt`) or with a step cache; ModelLoadError when the cache holds
+    no engine of this model for this GPU and TensorRT version.
     """
     trt = import_tensorrt()
     if config.rebuild_engine:
         raise ConfigError("engines are built by `egox export-trt` (pass --rebuild there); "
                           "runtime 'tensorrt' only loads them", key="rebuild_engine",
                           value=True)
+    if config.cache != "none":
+        raise ConfigError("step caching hooks run inside the torch transformer, which an "
+                          "engine replaces; use cache 'none' with runtime 'tensorrt'",
+                          key="cache", value=config.cache)
     transformer = pipe.transformer
     device = pipe._execution_device
     gpu, capability = gpu_identity(device)
     cache = EngineCache(config.engine_dir)
-    lora = Path(config.lora_path) if config.lora_path else None
-    digest = model_hash(Path(model_dir), lora, config.lora_scale, cache.digests)
+    digest = model_hash(Path(model_dir), adapter_files(config), cache.digests)
 
     def key_for(shape: ClipShape) -> EngineKey:
         return EngineKey(gpu, capability, trt.__version__, digest, shape, config.dtype)

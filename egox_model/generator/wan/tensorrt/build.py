@@ -21,7 +21,7 @@ from egox_model.generator.wan.tensorrt.engine import build_engine, gpu_identity,
 from egox_model.generator.wan.tensorrt.export import export_onnx
 from egox_model.generator.wan.tensorrt.shape import ClipShape, image_tokens_of
 
-__all__ = ["ExportResult", "export_engine", "load_fused_transformer"]
+__all__ = ["ExportResult", "adapter_files", "export_engine", "load_fused_transformer"]
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,22 @@ class ExportResult:
 
 
 def load_fused_transformer(config: WanConfig, device: torch.device) -> torch.nn.Module:
-    """The transformer of `config.model_dir` in `config.dtype` with the LoRA fused, as
+    """The transformer of `config.model_dir` in `config.dtype` with every LoRA fused, as
     `build_pipeline` prepares it (same loading code), on `device`."""
+    from egox_model.generator.wan.backend import load_adapters
     from egox_model.generator.wan.loading import load_components, resolve_dtype
-    from egox_model.generator.wan.lora import fuse_lora, load_lora
 
     parts = load_components(Path(config.model_dir).expanduser(),
                             dtype=resolve_dtype(config.dtype), text_encoder=False)
-    transformer = parts.transformer
-    if config.lora_path:
-        load_lora(transformer, Path(config.lora_path).expanduser())
-        fuse_lora(transformer, config.lora_scale)
-    return transformer.to(device)
+    load_adapters(parts.transformer, config)
+    return parts.transformer.to(device)
+
+
+def adapter_files(config: WanConfig) -> list[tuple[str, Path, float]]:
+    """(name, path, scale) of every LoRA fused into the transformer, for `model_hash`."""
+    from egox_model.generator.wan.backend import adapters_of
+
+    return [(name, path, scale) for name, path, scale, _ in adapters_of(config)]
 
 
 def export_engine(config: WanConfig, frames: int, exo_hw: tuple[int, int],
@@ -70,8 +74,7 @@ def export_engine(config: WanConfig, frames: int, exo_hw: tuple[int, int],
     shape = ClipShape.from_pixels(frames, exo_hw, ego_hw,
                                   image_tokens=image_tokens_of(model_dir))
     cache = EngineCache(config.engine_dir)
-    lora = Path(config.lora_path) if config.lora_path else None
-    digest = model_hash(model_dir, lora, config.lora_scale, cache.digests)
+    digest = model_hash(model_dir, adapter_files(config), cache.digests)
     device = resolve_device(config.device)
     trt = None
     if not onnx_only:          # fail before the long export when TensorRT or the GPU is absent

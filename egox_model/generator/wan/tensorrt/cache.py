@@ -20,6 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from egox_model.errors import ModelLoadError
 from egox_model.generator.wan.tensorrt.shape import ClipShape
@@ -114,11 +115,11 @@ def _file_digest(path: Path, memo: dict) -> str:
     return digest.hexdigest()
 
 
-def model_hash(model_dir: Path, lora_path: Path | None, lora_scale: float,
+def model_hash(model_dir: Path, adapters: Sequence[tuple[str, Path, float]] = (),
                memo_path: Path | None = None) -> str:
-    """sha256 over the transformer's config and weight files (contents), the LoRA file's
-    contents and the LoRA scale: what the fused weights depend on. GGA settings are not in
-    it: the GGA bias is an engine input.
+    """sha256 over the transformer's config and weight files (contents) and each LoRA
+    adapter's (name, file contents, fusing scale), in order: what the fused weights depend
+    on. GGA settings are not in it: the GGA bias is an engine input.
 
     File hashes are memoised in `memo_path` (JSON) by path, size and mtime, so the 28 GB of
     the 14B model are read once, not at every start.
@@ -138,13 +139,13 @@ def model_hash(model_dir: Path, lora_path: Path | None, lora_scale: float,
     digest = hashlib.sha256(f"egox-wan-engine:{ENGINE_FORMAT}".encode())
     for path in files:
         digest.update(f"{path.name}:{_file_digest(path.resolve(), memo)}\n".encode())
-    if lora_path is not None:
-        lora = Path(lora_path).expanduser()
+    for name, path, scale in adapters:
+        lora = Path(path).expanduser()
         if lora.is_dir():
             lora = lora / "pytorch_lora_weights.safetensors"
         if not lora.is_file():
             raise ModelLoadError(f"LoRA file {str(lora)!r} does not exist")
-        digest.update(f"lora:{_file_digest(lora.resolve(), memo)}:{lora_scale!r}\n".encode())
+        digest.update(f"lora:{name}:{_file_digest(lora.resolve(), memo)}:{scale!r}\n".encode())
     if memo_path is not None:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_path.with_suffix(f".tmp{os.getpid()}")
