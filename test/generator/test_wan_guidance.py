@@ -12,6 +12,7 @@ videos (encoded here with the VAE directly).
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +20,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from egox_model.generator.wan.config import ConditioningOptions
-from egox_model.generator.wan.loading import load_components, load_text_encoder
-from egox_model.generator.wan.pipeline import EgoXWanPipeline
+from egox_model.errors import ConfigError, ModelLoadError
+from egox_model.generator.wan.config import ConditioningOptions, WanConfig
+from egox_model.generator.wan.loading import load_components, load_scheduler, load_text_encoder
+from egox_model.generator.wan.pipeline import EgoXWanPipeline, EgoXWanPipelineOutput
 from egox_model.generator.wan.text_cache import (TEXT_LENGTH, PromptEncoder,
                                                  TextEmbeddingCache)
 from egox_model.generator.wan.tiny import save_tiny_model_dir, tiny_clip
@@ -272,3 +274,122 @@ def test_exo_half_is_x0_after_every_step(pipe, clip, prior_frames, monkeypatch, 
             expected = step.sample + (sigmas[i + 1] - sigmas[i]) * step.noise_pred
             torch.testing.assert_close(latents[..., W_X:], expected[..., W_X:], **TOL)
     assert torch.equal(out.latents, seen[-1][..., W_X:])
+
+
+# --- fewer model calls: guidance 1 and the step-distilled (lightx2v) sampling recipe --------
+
+def count_calls(pipe, clip, prior_frames, guidance_scale: float, steps: int = STEPS
+                ) -> tuple[list[int], list[float], EgoXWanPipelineOutput]:
+    """(batch size of every transformer call, its timestep, the output) of one run."""
+    batches, timesteps = [], []
+
+    def hook(module, args, kwargs, output):
+        batches.append(kwargs["hidden_states"].shape[0])
+        timesteps.append(float(kwargs["timestep"][0]))
+
+    handle = pipe.transformer.register_forward_hook(hook, with_kwargs=True)
+    try:
+        out = pipe(clip.exo_rgb, prior_frames, PROMPT, NEGATIVE, num_inference_steps=steps,
+                   guidance_scale=guidance_scale,
+                   generator=torch.Generator().manual_seed(SEED))
+    finally:
+        handle.remove()
+    return batches, timesteps, out
+
+
+@pytest.mark.parametrize("guidance_scale, calls_per_step", [(1.0, 1), (5.0, 2)])
+def test_transformer_calls_per_step(pipe, clip, prior_frames, guidance_scale,
+                                    calls_per_step):
+    """guidance_scale 1 skips the unconditional pass: one call of batch 1 per step."""
+    batches, _, _ = count_calls(pipe, clip, prior_frames, guidance_scale)
+    assert batches == [1] * (STEPS * calls_per_step)
+
+
+LIGHTX2V_TIMESTEPS = (1000, 750, 500, 250)
+
+
+def shifted(t: float, shift: float = 5.0) -> float:
+    """lightx2v's step-distill schedule: sigma = t / 1000, then Wan's shift."""
+    sigma = t / 1000
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def test_scheduler_kind_overrides_the_model_dirs_and_keeps_its_shift(model_dir, tmp_path):
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    unipc = load_scheduler(model_dir, kind="unipc")       # the tiny dir ships Euler, shift 3
+    assert type(unipc) is UniPCMultistepScheduler
+    assert (unipc.config.flow_shift, unipc.config.use_flow_sigmas,
+            unipc.config.prediction_type) == (3.0, True, "flow_prediction")
+    assert load_scheduler(model_dir, 5.0, kind="unipc").config.flow_shift == 5.0
+    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                            flow_shift=7.0).save_pretrained(tmp_path / "scheduler")
+    euler = load_scheduler(tmp_path, kind="euler")
+    assert isinstance(euler, FlowMatchEulerDiscreteScheduler) and euler.config.shift == 7.0
+    assert type(load_scheduler(tmp_path)) is UniPCMultistepScheduler   # "" = the dir's
+
+
+def test_fixed_timesteps_follow_lightx2v(model_dir):
+    scheduler = load_scheduler(model_dir, 5.0, kind="euler", timesteps=LIGHTX2V_TIMESTEPS)
+    scheduler.set_timesteps(4)
+    expected = [shifted(t) for t in LIGHTX2V_TIMESTEPS]
+    torch.testing.assert_close(scheduler.sigmas, torch.tensor(expected + [0.0]))
+    torch.testing.assert_close(scheduler.timesteps, torch.tensor(expected) * 1000)
+    with pytest.raises(ValueError, match="num_inference_steps is 3 but the scheduler has 4"):
+        scheduler.set_timesteps(3)
+
+
+def test_stochastic_sampling_renoises_x0_with_seeded_noise(model_dir):
+    """prev = (1 - sigma_next) * (x - sigma * v) + sigma_next * noise, the noise drawn from a
+    CPU generator seeded with noise_seed at set_timesteps."""
+    scheduler = load_scheduler(model_dir, 5.0, kind="euler", timesteps=LIGHTX2V_TIMESTEPS,
+                               stochastic_sampling=True, noise_seed=11)
+    gen = torch.Generator().manual_seed(0)
+    sample = torch.randn(1, 4, 2, 3, generator=gen)
+    velocity = torch.randn(1, 4, 2, 3, generator=gen)
+    results = []
+    for _ in range(2):
+        scheduler.set_timesteps(4)
+        t = scheduler.timesteps[0]
+        results.append(scheduler.step(velocity, t, sample, return_dict=False)[0])
+    sigma, sigma_next = shifted(1000), shifted(750)
+    noise = torch.randn(sample.shape, generator=torch.Generator().manual_seed(11))
+    expected = (1 - sigma_next) * (sample - sigma * velocity) + sigma_next * noise
+    torch.testing.assert_close(results[0], expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(results[0], results[1])                     # reseeded per clip
+
+
+def test_four_step_recipe_one_call_per_step(pipe, clip, prior_frames, model_dir, monkeypatch):
+    """shift 5, Euler at lightx2v's 4 timesteps, stochastic sampling, guidance 1: four calls
+    at the expected timesteps; the same seeds give the same video."""
+    monkeypatch.setattr(pipe, "scheduler", load_scheduler(
+        model_dir, 5.0, kind="euler", timesteps=LIGHTX2V_TIMESTEPS, stochastic_sampling=True,
+        noise_seed=3))
+    batches, timesteps, out = count_calls(pipe, clip, prior_frames, 1.0, steps=4)
+    assert batches == [1] * 4
+    np.testing.assert_allclose(timesteps, [shifted(t) * 1000 for t in LIGHTX2V_TIMESTEPS],
+                               rtol=1e-5)
+    assert np.isfinite(out.latents.numpy()).all()
+    _, _, again = count_calls(pipe, clip, prior_frames, 1.0, steps=4)
+    assert torch.equal(again.latents, out.latents)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(scheduler_timesteps=(1000, 500)),
+     "has 2 timesteps but num_inference_steps is 50"),
+    (dict(scheduler="euler", num_inference_steps=2, scheduler_timesteps=(500, 750)),
+     "must be strictly decreasing"),
+    (dict(num_inference_steps=2, scheduler_timesteps=(1000, 500)), "set scheduler to 'euler'"),
+    (dict(stochastic_sampling=True, scheduler="unipc"), "set scheduler to 'euler'"),
+    (dict(scheduler="ddim"), "must be one of ['', 'euler', 'unipc']"),
+    (dict(scheduler="euler", num_inference_steps=1, scheduler_timesteps=(1001,)),
+     "must be a list of integers in [1, 1000]"),
+])
+def test_bad_scheduler_settings(options, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        WanConfig(**options)
+
+
+def test_timesteps_need_the_euler_scheduler(model_dir):
+    with pytest.raises(ModelLoadError, match="set scheduler to 'euler'"):
+        load_scheduler(model_dir, kind="unipc", timesteps=LIGHTX2V_TIMESTEPS)
