@@ -232,3 +232,27 @@ def test_unloadable_backend_is_a_config_error(tmp_path):
     cfg = from_flat(EgoxConfig, {"backend": "wan", "wan.model_dir": str(tmp_path / "none")})
     with pytest.raises(ConfigError, match="backend='wan' could not be built: .*none"):
         make_backend(cfg)
+
+
+def test_list_parameters_empty_in_the_parameter_file_or_given():
+    """config/egox.yaml's `[]` (rcl reads it untyped) is an empty list; lists given on the
+    command line arrive typed."""
+    import rclpy
+
+    from egox_ros.params import declare_config
+
+    context = rclpy.Context()
+    rclpy.init(context=context, args=["--ros-args", "--params-file",
+                                      str(ROOT / "config" / "egox.yaml")])
+    node = None
+    try:
+        node = rclpy.create_node("egox", context=context)
+        assert declare_config(node) == EgoxConfig()
+    finally:
+        if node is not None:
+            node.destroy_node()
+        context.try_shutdown()
+    cfg, _ = _declare({"wan.adapter_paths": ["/loras/a.safetensors", "/loras/b.safetensors"],
+                       "wan.adapter_scales": [1.0, 0.5]})
+    assert cfg.wan.adapter_paths == ("/loras/a.safetensors", "/loras/b.safetensors")
+    assert cfg.wan.adapter_scales == (1.0, 0.5) and cfg.wan.adapter_names == ()
