@@ -151,6 +151,40 @@ def bench_clip(
         typer.echo(json.dumps(result))
 
 
+@app.command("export-trt")
+@with_settings(GeneratorConfig)
+def export_trt(
+    frames: int = typer.Option(49, min=1, help="Clip frames (4k+1)."),
+    exo_size: str = typer.Option("448x784", "--exo-size", help="Exo frame size HxW (pixels)."),
+    ego_size: str = typer.Option("448x448", "--ego-size", help="Ego frame size HxW (pixels)."),
+    onnx_only: bool = typer.Option(False, "--onnx-only",
+                                   help="Export ONNX only (no TensorRT, no GPU needed)."),
+    rebuild: bool = typer.Option(False, "--rebuild",
+                                 help="Export and build again even if cached files match."),
+    settings: dict = None,
+) -> None:
+    """Export the wan transformer (LoRAs fused, GGA bias as an input) to ONNX for one clip
+    size and build its TensorRT engine into --wan.engine_dir, for `--wan.runtime tensorrt`
+    (docs/tensorrt.md). Takes the same --wan.* settings as generation."""
+    from egox_model.errors import InputError
+    from egox_model.generator.wan.tensorrt import export_engine
+
+    def size(flag: str, text: str) -> tuple[int, int]:
+        parts = text.lower().split("x")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise InputError(f"{flag} must be HxW in pixels (e.g. 448x784), got {text!r}")
+        return int(parts[0]), int(parts[1])
+
+    config = from_flat(GeneratorConfig, settings).wan
+    result = export_engine(config, frames, size("--exo-size", exo_size),
+                           size("--ego-size", ego_size), onnx_only=onnx_only, rebuild=rebuild)
+    made = ", ".join(result.built) or "nothing (cached files match)"
+    typer.echo(f"clip shape {result.shape.tag}, model {result.model_hash[:16]}; built: {made}")
+    typer.echo(f"onnx: {result.onnx_path}")
+    if result.plan_path is not None:
+        typer.echo(f"engine: {result.plan_path}")
+
+
 def run(command: typer.Typer) -> None:
     """Run a typer app; a user error (any EgoxError) ends as one line and exit status 2."""
     try:
