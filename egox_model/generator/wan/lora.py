@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Mapping
@@ -182,8 +183,10 @@ def load_lora(transformer, path: Path, adapter_name: str = ADAPTER, *,
     alpha_pattern = {} if alpha is not None else {k: float(r) for k, r in pattern.items()}
     alpha = float(rank) if alpha is None else alpha
     biases = sum(k.endswith(".lora_B.bias") for k in state)
-    transformer.add_adapter(_config(rank, alpha, modules, pattern, alpha_pattern, biases > 0),
-                            adapter_name=adapter_name)
+    with warnings.catch_warnings():     # stacking adapters is what we mean to do
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        transformer.add_adapter(_config(rank, alpha, modules, pattern, alpha_pattern,
+                                        biases > 0), adapter_name=adapter_name)
     result = set_peft_model_state_dict(transformer, state, adapter_name=adapter_name)
     unexpected = [k for k in result.unexpected_keys if "lora_" in k]
     if unexpected:
