@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,8 +86,13 @@ def export_engine(config: WanConfig, frames: int, exo_hw: tuple[int, int],
     onnx_path = cache.onnx_path(digest, shape, config.dtype)
     if rebuild or not onnx_path.is_file():
         transformer = load_fused_transformer(config, device)
-        export_onnx(transformer, shape, onnx_path)
+        # into a fresh folder renamed into place: an interrupted export is never reused
+        staging = onnx_path.parent.with_name(f"{onnx_path.parent.name}.tmp{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        export_onnx(transformer, shape, staging / onnx_path.name)
         del transformer
+        shutil.rmtree(onnx_path.parent, ignore_errors=True)
+        staging.replace(onnx_path.parent)
         built.append("onnx")
     else:
         log.info("reusing %s", onnx_path)
