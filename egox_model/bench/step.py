@@ -13,6 +13,7 @@ matmul rate measured in the same run). Combinations that cannot run here are lis
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -120,7 +121,8 @@ def _unavailable(runtime: str, precision: str, device: str) -> str | None:
             import tensorrt  # noqa: F401
         except ImportError:
             return "tensorrt is not installed (docs/tensorrt.md)"
-        return "engines are timed by `egox export-trt --bench` (docs/tensorrt.md)"
+        return "not timed by this benchmark: it needs an engine of the model built by `egox " \
+            "export-trt` (docs/tensorrt.md)"
     if precision == "fp8":
         if device != "cuda" or torch.cuda.get_device_capability() < FP8_MIN_CAPABILITY:
             return "FP8 needs a CUDA GPU with compute capability >= 8.9"
@@ -216,6 +218,7 @@ def run_step_bench(config: StepBenchConfig) -> dict:
             row["gga_ratio"] = round(row["gga_on_ms"] / row["gga_off_ms"], 3)
             row["ms_per_block_gga_on"] = round(row["gga_on_ms"] / config.num_layers, 1)
             row["vs_floor"] = round(row["gga_on_ms"] / floor_ms, 2)
+            print(f"[bench step] {row}", file=sys.stderr, flush=True)
             model = None  # free it before the next runtime is built
             if device == "cuda":
                 torch.cuda.empty_cache()

@@ -115,8 +115,9 @@ class WanConfig:
                              "scales (CUDA, compute capability >= 8.9)", choices=PRECISIONS)
     engine_dir: str = setting("", "folder of cached TensorRT engines ('' = "
                               "~/.cache/egox/engines)")
-    rebuild_engine: bool = setting(False, "build the TensorRT engine even if a cached one "
-                                   "matches")
+    rebuild_engine: bool = setting(False, "`egox export-trt`: rebuild the engine even if a "
+                                   "cached one matches (runtime 'tensorrt' refuses it: engines "
+                                   "are never built while generating)")
     device: str = setting("auto", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
     dtype: str = setting("bfloat16", "transformer and text encoder dtype", choices=DTYPES)
     vae_dtype: str = setting("float32", "VAE dtype", choices=DTYPES)

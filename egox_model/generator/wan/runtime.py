@@ -10,7 +10,8 @@ Applied by `build_pipeline` after the LoRA is fused, GGA installed and the pipel
   preceding kernels under runtime "compile". ModelOpt's FP8 PTQ targets TensorRT export.
 - runtime "compile": `torch.compile` of the transformer (GGA processors included), static
   shapes: the first clip of a shape compiles, later clips of that shape reuse the graphs.
-- runtime "tensorrt": the transformer is replaced by a TensorRT engine (`tensorrt.py`).
+- runtime "tensorrt": the transformer is replaced by a TensorRT engine built by `egox export-trt`
+  (the `tensorrt` package, docs/tensorrt.md).
 """
 from __future__ import annotations
 
