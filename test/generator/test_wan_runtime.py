@@ -43,7 +43,6 @@ def test_fp8_on_the_cpu_is_a_clear_error(model_dir):
 
 
 @pytest.mark.parametrize("options, key", [
-    ({"precision": "fp8", "dtype": "float32"}, "dtype"),
     ({"runtime": "tensorrt", "cpu_offload": True, "device": "cuda"}, "cpu_offload"),
     ({"runtime": "jit"}, "runtime"),
     ({"precision": "int4"}, "precision"),

@@ -34,9 +34,15 @@ def test_every_node_parameter_is_a_flag(changed_values, tmp_path):
 
     from egox_ros.cli import app
 
-    base = {"wan.model_dir": "/models/wan"}
+    base = {"wan.model_dir": "/models/wan",
+            # so that adapter names / scales and fixed timesteps are valid on their own
+            "wan.adapter_paths": ["/loras/a.safetensors"], "wan.scheduler": "euler",
+            "wan.num_inference_steps": 1}
     values = changed_values(EgoxConfig, base)
     assert set(values) == {s.name for s in settings_of(EgoxConfig)} - {"depth_source"}
+    # Settings that constrain each other, changed together consistently.
+    values.update({"wan.scheduler": "euler",
+                   "wan.num_inference_steps": len(values["wan.scheduler_timesteps"])})
     args = ["params"]
     for name, value in values.items():
         if name != "backend":                 # 'wan' with these clip sizes is another test

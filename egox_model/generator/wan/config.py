@@ -162,9 +162,6 @@ class WanConfig:
             raise ConfigError("step caching hooks the transformer's blocks, which a TensorRT "
                               "engine does not have; set cache to 'none' or runtime to "
                               "'eager' / 'compile'", key="cache", value=self.cache)
-        if self.precision == "fp8" and self.dtype != "bfloat16":
-            raise ConfigError("precision 'fp8' computes in bfloat16; set dtype to 'bfloat16'",
-                              key="dtype", value=self.dtype)
         if self.runtime == "tensorrt" and self.cpu_offload:
             raise ConfigError("runtime 'tensorrt' keeps the engine on the GPU; set cpu_offload "
                               "to false", key="cpu_offload", value=True)
