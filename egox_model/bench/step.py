@@ -185,6 +185,8 @@ def run_step_bench(config: StepBenchConfig) -> dict:
             if row["skipped"]:
                 continue
             model = random_transformer(config.num_layers, device, dtype, config.seed)
+            result.setdefault("params_b", round(sum(p.numel() for p in model.parameters())
+                                                / 1e9, 3))
             if precision == "fp8":
                 quantize_fp8(model)
             if runtime == "compile":
