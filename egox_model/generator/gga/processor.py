@@ -14,7 +14,7 @@ from egox_model.generator.gga.kernels import gga_attention
 if TYPE_CHECKING:
     from egox_model.geometry.tokens import TokenGeometry
 
-__all__ = ["GGAAttnProcessor"]
+__all__ = ["GGAAttnProcessor", "wan_attention_output", "wan_qkv"]
 
 
 def _apply_rotary_emb(x: torch.Tensor, freqs_cos: torch.Tensor,
@@ -26,6 +26,30 @@ def _apply_rotary_emb(x: torch.Tensor, freqs_cos: torch.Tensor,
     out[..., 0::2] = x1 * cos - x2 * sin
     out[..., 1::2] = x1 * sin + x2 * cos
     return out.type_as(x)
+
+
+def wan_qkv(attn: Any, hidden_states: torch.Tensor,
+            rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
+            rotate=_apply_rotary_emb) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key, value (B, H, N, D) of Wan's self-attention, as WanAttnProcessor makes them:
+    projections, QK RMS norm, heads, rotary embedding (`rotate`, Wan's interleaved form)."""
+    if getattr(attn, "fused_projections", False):
+        query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    else:
+        query, key, value = (attn.to_q(hidden_states), attn.to_k(hidden_states),
+                             attn.to_v(hidden_states))
+    query, key = attn.norm_q(query), attn.norm_k(key)
+    query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))
+    if rotary_emb is not None:
+        query, key = rotate(query, *rotary_emb), rotate(key, *rotary_emb)
+    return tuple(x.transpose(1, 2) for x in (query, key, value))
+
+
+def wan_attention_output(attn: Any, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Attention output (B, H, N, D) -> (B, N, C) through Wan's output projection, in the
+    dtype of `like`."""
+    out = out.transpose(1, 2).flatten(2, 3).type_as(like)
+    return attn.to_out[1](attn.to_out[0](out))
 
 
 class GGAAttnProcessor:
@@ -74,19 +98,7 @@ class GGAAttnProcessor:
             raise InputError("GGAAttnProcessor cannot combine attention_mask with GGA; "
                              "pass attention_mask=None or set_geometry(None)")
 
-        # 1. Projections, QK RMS norm, heads, rotary embedding (as WanAttnProcessor)
-        if getattr(attn, "fused_projections", False):
-            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        else:
-            query, key, value = (attn.to_q(hidden_states), attn.to_k(hidden_states),
-                                 attn.to_v(hidden_states))
-        query, key = attn.norm_q(query), attn.norm_k(key)
-        query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))
-        if rotary_emb is not None:
-            query, key = _apply_rotary_emb(query, *rotary_emb), _apply_rotary_emb(key, *rotary_emb)
-
-        # 2. Attention in (B, H, N, D)
-        query, key, value = (x.transpose(1, 2) for x in (query, key, value))
+        query, key, value = wan_qkv(attn, hidden_states, rotary_emb)
         if use_gga:
             tables = self._tables_on(query.device)
             out = gga_attention(query, key, value, tables, self.config,
@@ -95,7 +107,4 @@ class GGAAttnProcessor:
             if attention_mask is not None and attention_mask.ndim == 2:
                 attention_mask = attention_mask[:, None, None]  # (B, N_k) as diffusers does
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
-        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
-
-        # 3. Output projection
-        return attn.to_out[1](attn.to_out[0](out))
+        return wan_attention_output(attn, out, query)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from egox_model.errors import InputError
 from egox_model.generator.gga import GGAConfig, gga_tables
 from egox_model.generator.gga.bias import ego_bias_rows
+from egox_model.generator.gga.processor import wan_attention_output, wan_qkv
 
 if TYPE_CHECKING:
     from egox_model.geometry.tokens import TokenGeometry
@@ -154,25 +155,11 @@ class GGABiasInputProcessor:
         if attention_mask is not None:
             raise InputError("GGABiasInputProcessor takes no attention_mask")
 
-        # 1. Projections, QK RMS norm, heads, rotary embedding (as WanAttnProcessor)
-        if getattr(attn, "fused_projections", False):
-            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-        else:
-            query, key, value = (attn.to_q(hidden_states), attn.to_k(hidden_states),
-                                 attn.to_v(hidden_states))
-        query, key = attn.norm_q(query), attn.norm_k(key)
-        query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))
-        if rotary_emb is not None:
-            query, key = rotary(query, *rotary_emb), rotary(key, *rotary_emb)
-
-        # 2. Attention in (B, H, N, D): GGA when a bias or geometry is set
-        query, key, value = (x.transpose(1, 2) for x in (query, key, value))
+        query, key, value = wan_qkv(attn, hidden_states, rotary_emb, rotate=rotary)
+        # GGA when a bias or geometry is set
         if self.grid is None or (self.bias is None and self.config.strength == 0):
             out = F.scaled_dot_product_attention(query, key, value)
         else:
             bias = self.bias if self._geometry is None else self.bias_on(query.dtype, query.device)
             out = bias_input_attention(query, key, value, self.grid, bias)
-        out = out.transpose(1, 2).flatten(2, 3).type_as(query)
-
-        # 3. Output projection
-        return attn.to_out[1](attn.to_out[0](out))
+        return wan_attention_output(attn, out, query)
