@@ -185,6 +185,48 @@ def export_trt(
         typer.echo(f"engine: {result.plan_path}")
 
 
+def _serve_config() -> type:
+    from egox_model.serve.config import ServeConfig
+    return ServeConfig
+
+
+@app.command("serve")
+@with_settings(_serve_config())
+def serve_command(settings: dict = None) -> None:
+    """Serve a generator backend over HTTP with Ray Serve (docs/serve.md): `--backend prior`
+    or `--backend wan --wan.model_dir DIR`, plus --serve.* (host 127.0.0.1, port 8000,
+    replicas, GPUs per replica, body limit, timeout, token). Runs until Ctrl-C / SIGTERM."""
+    from egox_model.serve.server import start_server, wait_for_signal
+
+    config = from_flat(_serve_config(), settings)
+    server = start_server(config, log=lambda text: typer.echo(text, err=True))
+    typer.echo(f"serving backend {config.backend} at {server.url} (POST /v1/generate, "
+               f"GET /healthz; token {'required' if server.token_required else 'off'}); "
+               "Ctrl-C stops", err=True)
+    try:
+        wait_for_signal()
+    finally:
+        server.stop()
+
+
+@bench_app.command("remote")
+def bench_remote(
+    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    frames: int = typer.Option(49, min=1, help="Clip length (49 = the default clip)."),
+    repeats: int = typer.Option(3, min=1, help="Timed clips per side (median reported)."),
+    port: int = typer.Option(8000, help="Loopback port of the server the bench starts."),
+) -> None:
+    """Backend 'prior' through `egox serve` on loopback vs the same backend in-process: round
+    trip, its parts (encode, server, decode) and payload bytes per clip."""
+    import json
+
+    from egox_model.bench.remote import format_remote_bench, run_remote_bench
+    result = run_remote_bench(frames=frames, repeats=repeats, port=port)
+    typer.echo(format_remote_bench(result))
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
 def run(command: typer.Typer) -> None:
     """Run a typer app; a user error (any EgoxError) ends as one line and exit status 2."""
     try:

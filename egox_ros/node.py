@@ -272,6 +272,9 @@ class EgoxNode(Node):
             stats.update({f"last_{k}_ms": round(v, 2) for k, v in self.stage_ms.items()
                           if k != "backend"})
             stats["last_error"] = self.last_error
+        backend_status = getattr(self.generator, "status", None)     # e.g. backend 'remote'
+        if callable(backend_status):
+            stats.update({f"backend_{k}": v for k, v in backend_status().items()})
         return stats
 
     def recent_drops(self, now: float | None = None) -> Counter[str]:
@@ -308,6 +311,9 @@ class EgoxNode(Node):
             status.message = f"dropped in the last {window}: {drops}"
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
+        if stats.get("backend_server") == "down" and status.level == DiagnosticStatus.OK:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"generator server down: {stats.get('backend_last_error', '')}"
         status.values = [KeyValue(key="backend", value=self.generator.name),
                          KeyValue(key="window_s", value=f"{self.config.diagnostics_window_s:g}"),
                          KeyValue(key="dropped_in_window",

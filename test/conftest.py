@@ -34,6 +34,8 @@ def _candidates(spec) -> list:
         first = spec.default[0]
         items = [0.2, 0.8] if len(spec.default) == 2 else [first + 0.25] + list(spec.default[1:])
         return [items]
+    if spec.name.endswith("url"):
+        return ["https://gpu-host.example:8443/egox"]
     return ["cuda:1" if spec.name.endswith("device") else "some text"]
 
 

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from egox_model.config import check_settings, group, setting
 from egox_model.errors import ConfigError
+from egox_model.generator.remote import RemoteConfig
 from egox_model.generator.wan.config import WanConfig
 from egox_model.geometry.latent_grid import check_clip_shapes
+from egox_model.perception.config import PerceptionConfig
 from egox_model.prior import PriorConfig
 
 __all__ = ["BACKENDS", "GeneratorConfig"]
@@ -19,6 +21,7 @@ __all__ = ["BACKENDS", "GeneratorConfig"]
 BACKENDS = {
     "prior": "egox_model.generator.prior_backend:PriorGenerator",
     "wan": "egox_model.generator.wan.backend:WanGenerator",
+    "remote": "egox_model.generator.remote:RemoteGenerator",
 }
 #: Backend name -> check of the clip shapes it can take (frames, exo (H, W), ego (H, W)).
 _CLIP_SHAPE_CHECKS = {"wan": check_clip_shapes}
@@ -30,9 +33,14 @@ class GeneratorConfig:
 
     backend: str = setting("prior", "generator backend: 'prior' (rendered prior + hole "
                            "filling, the geometric baseline) or 'wan' (Wan 2.1 I2V + EgoX "
-                           "LoRA + GGA)", choices=tuple(BACKENDS))
+                           "LoRA + GGA) or 'remote' (an `egox serve` server runs it)",
+                           choices=tuple(BACKENDS))
     prior: PriorConfig = group(PriorConfig, "the ego prior every backend renders first")
+    perception: PerceptionConfig = group(PerceptionConfig, "depth and mask models for plain "
+                                         "RGB exo cameras (used for what a clip lacks)")
     wan: WanConfig = group(WanConfig, "backend 'wan'")
+    remote: RemoteConfig = group(RemoteConfig, "backend 'remote': the `egox serve` server "
+                                 "and how to reach it")
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -36,7 +36,8 @@ def test_fill_keeps_covered_pixels_and_fills_smoothly():
 
 
 def test_unknown_backend_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"backend='nope': must be one of \['prior', 'wan'\]"):
+    with pytest.raises(ConfigError, match=r"backend='nope': must be one of "
+                       r"\['prior', 'wan', 'remote'\]"):
         GeneratorConfig(backend="nope")
 
 

@@ -69,7 +69,8 @@ def test_docs_list_every_parameter_from_the_generated_table():
     ({"wan.conditioning.mask_layout": "x"},
      "parameter wan.conditioning.mask_layout='x': must be one of ['official', 'exo']"),
     ({"wan.cpu_offload": True, "wan.device": "cpu"}, "wan: cpu_offload=true needs a CUDA"),
-    ({"backend": "nope"}, "parameter backend='nope': must be one of ['prior', 'wan']"),
+    ({"backend": "nope"},
+     "parameter backend='nope': must be one of ['prior', 'wan', 'remote']"),
     ({"backend": "wan"}, "parameter wan.model_dir='': backend 'wan' needs a local"),
     ({"backend": "wan", "wan.model_dir": "/m", "clip_length": 48, "clip_stride": 48},
      "backend 'wan' cannot take the clips these parameters make (clip_length=48, ego "
