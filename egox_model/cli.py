@@ -12,7 +12,7 @@ import typer
 
 from egox_model.config import from_flat
 from egox_model.config.flags import with_settings
-from egox_model.errors import EgoxError
+from egox_model.errors import ConfigError, EgoxError
 from egox_model.generator.config import GeneratorConfig
 
 app = typer.Typer(help="EgoX exo-to-ego video synthesis.", no_args_is_help=True,
@@ -68,8 +68,9 @@ def generate(
                                     help="Exo camera JSON/NPZ (egox_model/clip_io.py)."),
     ego_poses: Path = typer.Option(..., "--ego-poses",
                                    help="Ego camera + trajectory JSON/NPZ, one c2w per frame."),
-    exo_depth: Path = typer.Option(..., "--exo-depth",
-                                   help="NPZ: depth_m, or depth_mono_m + depth_video."),
+    exo_depth: Path = typer.Option(None, "--exo-depth",
+                                   help="NPZ: depth_m, or depth_mono_m + depth_video. Without "
+                                        "it, --perception.depth_model DIR estimates depth."),
     out: Path = typer.Option(Path("out/generate"), "--out", help="Output folder."),
     prompt: str = typer.Option("", help="Text prompt describing the scene."),
     frames: int = typer.Option(49, min=1, help="Frames to use from the start of the video "
@@ -81,12 +82,17 @@ def generate(
     the generator tree is a flag (`egox params` lists them)."""
     from egox_model.clip_io import load_clip, write_generation
     from egox_model.generator import make_generator
+    from egox_model.perception.perceive import with_perception
 
     config = from_flat(GeneratorConfig, settings)
+    if exo_depth is None and not config.perception.depth_model:
+        raise ConfigError("without --exo-depth the depth is estimated: give a local metric "
+                          "depth model directory (docs/perception.md)",
+                          key="perception.depth_model", value="")
     clip = load_clip(exo, exo_camera, ego_poses, exo_depth, prompt=prompt, max_frames=frames)
     config.check_clip_shapes(clip.num_frames, clip.exo_rgb.shape[1:3],
                              (clip.ego_K.height, clip.ego_K.width))
-    output = make_generator(config).generate(clip)
+    output = with_perception(make_generator(config), config).generate(clip)
     report = write_generation(out, output, clip.fps)
     typer.echo(f"wrote {out}/ego.mp4 ({report['frames']} frames), prior.mp4, report.json")
 

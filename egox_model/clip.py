@@ -23,7 +23,8 @@ class Clip:
 
     Depth comes either as `exo_depth_m` (an RGB-D camera, or already fused) or as the two
     estimates EgoX fuses: `exo_depth_mono_m` (metric, per-frame, D_m) and `exo_depth_video`
-    (temporally smooth, affine-ambiguous in inverse depth, D_v).
+    (temporally smooth, affine-ambiguous in inverse depth, D_v). A clip of a plain RGB camera
+    has neither until `egox_model.perception` estimates them.
     """
 
     exo_rgb: np.ndarray                      # (F, H, W, 3) uint8
@@ -62,10 +63,11 @@ class Clip:
                 depth = np.asarray(depth, dtype=np.float32)
                 require_shape(name, depth, (F, H, W))
                 setattr(self, name, depth)
-        if self.exo_depth_m is None and (self.exo_depth_mono_m is None
-                                         or self.exo_depth_video is None):
+        if self.exo_depth_m is None and ((self.exo_depth_mono_m is None)
+                                         != (self.exo_depth_video is None)):
             raise InputError("a clip needs exo_depth_m, or both exo_depth_mono_m and "
-                             "exo_depth_video for depth fusion")
+                             "exo_depth_video for depth fusion (or no depth at all, to be "
+                             "estimated by perception.* models)")
         if self.dynamic_mask is not None:
             self.dynamic_mask = np.asarray(self.dynamic_mask, dtype=bool)
             require_shape("dynamic_mask", self.dynamic_mask, (F, H, W))

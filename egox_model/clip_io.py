@@ -12,7 +12,8 @@ Camera / trajectory file (JSON or NPZ, same keys), world frame, metres, OpenCV o
 
 The exo camera file usually holds one static c2w; the ego trajectory file one c2w per frame.
 
-Depth file (NPZ), arrays of the exo video's size, frame for frame:
+Depth file (NPZ, optional: without one, `perception.depth_model` estimates the depth),
+arrays of the exo video's size, frame for frame:
 
     depth_m                (F, H, W) float32 metric depth (0 / NaN = invalid)
       or both
@@ -136,8 +137,10 @@ def _undistort(camera: CameraModel, frames: np.ndarray, interpolation: int) -> n
 
 
 def load_clip(exo_video: str | Path, exo_camera: str | Path, ego_poses: str | Path,
-              exo_depth: str | Path, *, prompt: str = "", max_frames: int | None = None) -> Clip:
-    """A `Clip` from files: exo video + its camera, the ego trajectory and the exo depth.
+              exo_depth: str | Path | None = None, *, prompt: str = "",
+              max_frames: int | None = None) -> Clip:
+    """A `Clip` from files: exo video + its camera, the ego trajectory and the exo depth
+    (None: a clip without depth, for `egox_model.perception` to estimate).
 
     Distorted cameras are undistorted to their pinhole `rectified` model (images, depth and
     masks alike). max_frames keeps the first frames (e.g. 49).
@@ -147,7 +150,8 @@ def load_clip(exo_video: str | Path, exo_camera: str | Path, ego_poses: str | Pa
         frames = frames[:max_frames]
     num_frames = len(frames)
     exo, ego = read_camera(exo_camera), read_camera(ego_poses)
-    depth = {k: v[:num_frames] for k, v in read_depth(exo_depth).items()}
+    depth = ({} if exo_depth is None else
+             {k: v[:num_frames] for k, v in read_depth(exo_depth).items()})
     for name, array in depth.items():
         if len(array) != num_frames:
             raise InputError(f"{name} has {len(array)} frames but the video has {num_frames}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from egox_model.clip import Clip
 from egox_model.config import check_settings, group, setting
-from egox_model.errors import ConfigError
+from egox_model.errors import ConfigError, InputError
 from egox_model.geometry.depth_fusion import FusionConfig, fuse_depth
 from egox_model.geometry.dynamic import MotionMaskConfig, motion_masks
 from egox_model.geometry.pointcloud import LiftConfig, lift_points
@@ -29,7 +29,8 @@ class PriorConfig:
     lift: LiftConfig = group(LiftConfig, "which exo pixels become world points")
     render: RenderConfig = group(RenderConfig, "z-buffered splatting at the ego poses")
     motion: MotionMaskConfig = group(MotionMaskConfig, "motion masks, used when no dynamic-"
-                                     "object masks are given")
+                                     "object masks are given (compensated for a moving exo "
+                                     "camera)")
     device: str = setting("cpu", "where lifting and rendering run: 'cpu', 'cuda' or "
                           "'cuda:N'")
 
@@ -63,10 +64,16 @@ def render_ego_prior(clip: Clip, config: PriorConfig = PriorConfig()) -> EgoPrio
     """Fuse depth (unless the clip has metric depth), lift, and render the ego prior."""
     timings: dict[str, float] = {}
     num_frames = clip.num_frames
+    if clip.exo_depth_m is None and clip.exo_depth_video is None:
+        raise InputError("the clip has no exo depth: give a depth topic / --exo-depth, or set "
+                         "perception.depth_model to estimate it (docs/perception.md)")
     dynamic = clip.dynamic_mask
     if dynamic is None:
+        # A moving exo camera: compensate its motion with the metric depth at hand.
+        depth = clip.exo_depth_m if clip.exo_depth_m is not None else clip.exo_depth_mono_m
         with stage_timer(timings, "dynamic_mask", num_frames):
-            dynamic = motion_masks(clip.exo_rgb, config.motion)
+            dynamic = motion_masks(clip.exo_rgb, config.motion, depth_m=depth, K=clip.exo_K,
+                                   c2w=clip.exo_c2w)
     static = ~dynamic
 
     fusion: dict = {}

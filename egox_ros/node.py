@@ -56,9 +56,13 @@ class _Abandon(Exception):
 
 
 def make_backend(config: EgoxConfig) -> Generator:
-    """The generator named by `config.backend`, built from the config tree."""
+    """The generator named by `config.backend`, built from the config tree, behind the
+    perception models when `perception.*` names any (depth_source 'estimate': they run on
+    the worker, inside generate)."""
+    from egox_model.perception.perceive import with_perception
+
     try:
-        return make_generator(config)
+        return with_perception(make_generator(config), config)
     except EgoxError as err:
         raise ConfigError(f"backend={config.backend!r} could not be built: {err}") from err
 
@@ -267,6 +271,9 @@ class EgoxNode(Node):
             stats["queue_depth"] = len(self.queue)
             stats["matcher_pending"] = self.pipeline.matcher.pending
             stats["frames_in"] = self.pipeline.frames_in
+            perception = getattr(self.generator, "perception", None)
+            if perception is not None:          # models, licences, D_v's weaker-choice note
+                stats.update({f"perception_{k}": v for k, v in perception.summary().items()})
             stats["last_latency_ms"] = self.latencies_ms[-1] if self.latencies_ms else None
             stats["last_backend_ms"] = self.backend_ms[-1] if self.backend_ms else None
             stats.update({f"last_{k}_ms": round(v, 2) for k, v in self.stage_ms.items()

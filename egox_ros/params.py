@@ -40,7 +40,9 @@ class EgoxConfig(GeneratorConfig):
                                    "exo/image_raw) or 'compressed' (CompressedImage on "
                                    "exo/image_raw/compressed)", choices=("raw", "compressed"))
     depth_source: str = setting("topic", "'topic': exo/depth (16UC1 mm or 32FC1 m) from an "
-                                "RGB-D camera", choices=("topic",))
+                                "RGB-D camera; 'estimate': a plain RGB camera, depth from "
+                                "perception.depth_model on the worker (docs/perception.md)",
+                                choices=("topic", "estimate"))
     ego_pose_type: str = setting("pose", "ego/pose message type: 'pose' (PoseStamped) or "
                                  "'odometry'", choices=("pose", "odometry"))
     exo_pose_source: str = setting("parameter", "'parameter' (static exo_pose) or 'topic' "

@@ -6,6 +6,8 @@ counted in `bad_inputs` under a short cause and reported once per cause through 
 
 Per exo frame: decode -> undistort with the exo CameraInfo's model -> resize to
 exo_width x exo_height (K follows) -> match poses / depth / masks by stamp -> clip buffer.
+With depth_source 'estimate' clips carry no depth: the generator built by the node's
+`make_backend` estimates it on the worker (egox_model.perception), never in a callback.
 """
 from __future__ import annotations
 

@@ -31,6 +31,8 @@ def _candidates(spec) -> list:
         if not spec.default:                    # an empty list: one item of the item type
             return [[{str: "some text", int: int(spec.low or 1), float: 0.5,
                       bool: True}[spec.item_type]]]
+        if spec.item_type is str:               # a non-empty list of strings: drop one
+            return [list(spec.default[:-1]) or ["some text"]]
         first = spec.default[0]
         items = [0.2, 0.8] if len(spec.default) == 2 else [first + 0.25] + list(spec.default[1:])
         return [items]

@@ -32,7 +32,6 @@ def test_valid_clip():
     (dict(exo_c2w=np.tile(np.eye(4), (F + 1, 1, 1))), "exo_c2w must have shape 3x4x4"),
     (dict(ego_c2w=np.full((F, 4, 4), np.nan)), "ego_c2w has .* non-finite"),
     (dict(exo_depth_m=np.ones((F, H, W + 1), np.float32)), "exo_depth_m must have shape"),
-    (dict(exo_depth_m=None), "needs exo_depth_m, or both"),
     (dict(exo_depth_m=None, exo_depth_mono_m=np.ones((F, H, W))), "needs exo_depth_m"),
     (dict(dynamic_mask=np.zeros((F, 2, 2), bool)), "dynamic_mask must have shape"),
     (dict(stamps_ns=[1, 2]), "stamps_ns must have shape 3"),

@@ -1,8 +1,13 @@
 """Dynamic-object masks: given ones are used as they are; otherwise a motion-based default.
 
-The default assumes a static exo camera: a pixel is dynamic where it differs from the
-clip's per-pixel temporal median by more than `threshold` (0-255, max over channels), then
-the mask is cleaned (opening) and grown (dilation) so object borders stay out of the cloud.
+Static exo camera: a pixel is dynamic where it differs from the clip's per-pixel temporal
+median by more than `threshold` (0-255, max over channels). Moving exo camera (poses differ
+between frames): the camera's own motion is compensated first: for frame t, the frames
+within `window` of it are warped into t's view with t's depth and the exo poses (each
+pixel of t is back-projected, moved to frame s's camera, projected and sampled there), and
+t is compared with the per-pixel median of those warped frames (pixels that leave frame s
+do not vote). Either way the mask is then cleaned (opening) and grown (dilation) so object
+borders stay out of the cloud.
 """
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ import torch
 
 from egox_model.config import check_settings, setting
 from egox_model.errors import InputError
+from egox_model.geometry.camera import Intrinsics
+from egox_model.geometry.projection import backproject, project, transform_points
 
-__all__ = ["MotionMaskConfig", "motion_masks"]
+__all__ = ["MotionMaskConfig", "camera_moves", "motion_masks"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,9 @@ class MotionMaskConfig:
     open_radius_px: int = setting(1, "morphological opening radius (pixels) against noise",
                                   low=0)
     dilate_radius_px: int = setting(4, "dilation radius (pixels) of the motion mask", low=0)
+    window: int = setting(6, "moving exo camera: frames on each side of a frame that are "
+                          "warped into its view (with its depth and the exo poses) to form "
+                          "its background", low=1)
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -36,13 +46,57 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
-def motion_masks(rgb: np.ndarray, config: MotionMaskConfig = MotionMaskConfig()) -> np.ndarray:
-    """(F, H, W) bool, True = moving, from frames rgb (F, H, W, 3) uint8 of a static camera."""
+def camera_moves(c2w: np.ndarray, tolerance: float = 1e-6) -> bool:
+    """True when the (F, 4, 4) poses are not all the same (within `tolerance`)."""
+    c2w = np.asarray(c2w)
+    return bool(np.abs(c2w - c2w[:1]).max() > tolerance) if len(c2w) else False
+
+
+def _warped_background(frames: torch.Tensor, depth: torch.Tensor, K: torch.Tensor,
+                       c2w: torch.Tensor, t: int, window: int) -> torch.Tensor:
+    """(H, W, 3) per-pixel median of the frames near t warped into t's view (NaN where none
+    of them sees the pixel)."""
+    num, height, width = frames.shape[:3]
+    others = [s for s in range(max(0, t - window), min(num, t + window + 1))]
+    points = backproject(depth[t], K).reshape(-1, 3)
+    world = transform_points(c2w[t], points)
+    w2c = torch.linalg.inv(c2w[others])
+    uv, z = project(transform_points(w2c, world.expand(len(others), -1, -1)), K)
+    grid = torch.stack((2 * uv[..., 0] / (width - 1) - 1, 2 * uv[..., 1] / (height - 1) - 1), -1)
+    inside = (z > 0) & (grid.abs() <= 1).all(-1) & (depth[t].reshape(-1) > 0)
+    images = frames[others].permute(0, 3, 1, 2).double()
+    warped = torch.nn.functional.grid_sample(images, grid.view(len(others), height, width, 2),
+                                             mode="bilinear", align_corners=True)
+    warped = warped.permute(0, 2, 3, 1)
+    warped[~inside.view(len(others), height, width)] = float("nan")
+    return warped.nanmedian(dim=0).values
+
+
+def motion_masks(rgb: np.ndarray, config: MotionMaskConfig = MotionMaskConfig(), *,
+                 depth_m: np.ndarray | None = None, K: Intrinsics | None = None,
+                 c2w: np.ndarray | None = None) -> np.ndarray:
+    """(F, H, W) bool, True = moving, from frames rgb (F, H, W, 3) uint8.
+
+    With poses `c2w` (F, 4, 4) that move, the camera's motion is compensated with `depth_m`
+    (F, H, W) metres and intrinsics K (module docstring); without them (or when the poses
+    are all equal) the camera is taken as static."""
     if rgb.ndim != 4 or rgb.shape[0] == 0:
         raise InputError(f"rgb must be (F, H, W, 3), got {rgb.shape}")
     frames = torch.from_numpy(np.ascontiguousarray(rgb))
-    background = frames.median(dim=0).values
-    diff = (frames.short() - background.short()).abs().amax(dim=-1)
+    if c2w is not None and camera_moves(c2w):
+        if depth_m is None or K is None:
+            raise InputError("the exo camera moves: motion masks need its depth and intrinsics "
+                             "to compensate the camera's own motion")
+        depth = torch.from_numpy(np.nan_to_num(np.asarray(depth_m, np.float64), nan=0.0,
+                                               posinf=0.0, neginf=0.0))
+        K_t, poses = torch.from_numpy(K.K), torch.from_numpy(np.asarray(c2w, np.float64))
+        diff = torch.zeros(rgb.shape[:3])
+        for t in range(rgb.shape[0]):
+            background = _warped_background(frames, depth, K_t, poses, t, config.window)
+            diff[t] = (frames[t].double() - background).abs().amax(dim=-1).nan_to_num(0.0)
+    else:
+        background = frames.median(dim=0).values
+        diff = (frames.short() - background.short()).abs().amax(dim=-1)
     masks = (diff > config.threshold).numpy().astype(np.uint8)
     for f in range(masks.shape[0]):
         if config.open_radius_px:

@@ -18,7 +18,7 @@ from egox_model.geometry.depth_fusion import FusionConfig
 from egox_model.output import GeneratorOutput
 from egox_model.perception.base import DepthEstimator, MaskEstimator
 from egox_model.perception.config import PerceptionConfig
-from egox_model.perception.temporal import video_depth
+from egox_model.perception.temporal import WEAKER_NOTE, video_depth
 from egox_model.timing import stage_timer
 
 __all__ = ["Perception", "PerceivingGenerator", "with_perception"]
@@ -79,6 +79,23 @@ class Perception:
         info["masks"] = (self.masks.info if self.masks is not None
                          else "motion masks (camera motion compensated)")
         return info
+
+    def summary(self) -> dict[str, str]:
+        """One line per model (what it is, its licence; D_v's weaker-choice note), for
+        /diagnostics key-values."""
+        lines: dict[str, str] = {}
+        if self.depth is not None:
+            lines["depth_model"] = f"{self.depth.info.get('model_type')} " \
+                                   f"[{self.depth.info.get('licence')}]"
+        if self.depth is not None or self.video_depth is not None:
+            source = self.video_depth or self.depth
+            lines["video_depth"] = f"{source.info.get('model_type')} " \
+                                   f"[{source.info.get('licence')}]: {WEAKER_NOTE}"
+        lines["masks"] = (f"{self.masks.info.get('model_type')} "
+                          f"[{self.masks.info.get('licence')}] prompted with "
+                          f"{', '.join(self.phrases)}" if self.masks is not None
+                          else "motion masks (camera motion compensated)")
+        return lines
 
     def complete(self, clip: Clip, timings: dict[str, float] | None = None
                  ) -> tuple[Clip, dict]:

@@ -35,6 +35,7 @@ class SceneConfig:
     ego_size: tuple[int, int] = (448, 448)
     exo_hfov_deg: float = 80.0
     ego_hfov_deg: float = 85.0
+    exo_motion_m: float = 0.0       # amplitude of a moving exo camera's sway (0 = static)
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -174,9 +175,10 @@ def render_scene(config: SceneConfig = SceneConfig()) -> SceneClip:
     ego_K = _intrinsics(config.ego_size, config.ego_hfov_deg)
     table = np.array([0.0, 0.0, 0.75])
     exo_eye = np.array([1.7, -1.4, 1.6]) + rng.uniform(-0.1, 0.1, 3)
-    exo_c2w = np.repeat(look_at(exo_eye, table + [0.0, 0.0, 0.1])[None], config.num_frames, 0)
-
     t = np.arange(config.num_frames) / config.fps
+    sway = config.exo_motion_m * np.stack((np.sin(1.1 * t), np.sin(1.7 * t + 0.5),
+                                           0.5 * np.sin(0.9 * t)), -1)   # handheld / on a robot
+    exo_c2w = np.stack([look_at(exo_eye + d, table + [0.0, 0.0, 0.1]) for d in sway])
     phase = rng.uniform(0, 2 * np.pi)
     ego_c2w = np.empty((config.num_frames, 4, 4))
     ball_path = np.empty((config.num_frames, 3))
