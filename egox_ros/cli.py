@@ -207,16 +207,21 @@ def bench_ros(json_out: bool = typer.Option(False, "--json", help="last line: on
 def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output directory"),
          seed: int = typer.Option(0, min=0, help="scene seed"),
          ros: bool = typer.Option(True, help="also run the scene through ROS 2 (DIR/bag/)"),
+         depth: str = typer.Option("synthetic", "--depth",
+                                   help="synthetic (estimates with known fusion parameters) "
+                                        "or estimate (--perception.depth_model DIR, "
+                                        "docs/perception.md)"),
          settings: dict = None) -> None:
     """Synthetic scene -> prior -> generator -> files, then the same scene through ROS 2.
     Every generator setting is a flag (`--backend wan --wan.model_dir DIR
-    --wan.num_inference_steps 20`; `egox params`)."""
+    --wan.num_inference_steps 20`; `egox params`); `--depth estimate` treats the exo camera
+    as plain RGB (`--perception.depth_model DIR`)."""
     from egox_ros.ros_demo import run_demo_with_ros
 
     config = from_flat(GeneratorConfig, settings)
     out.mkdir(parents=True, exist_ok=True)
     local_ros_env(out)
-    report = run_demo_with_ros(out, seed=seed, config=config, ros=ros)
+    report = run_demo_with_ros(out, seed=seed, config=config, ros=ros, depth=depth)
     keys = ("backend", "frames", "ego_messages", "stamps_match", "latency_ms")
     typer.echo(json.dumps({k: report.get(k) for k in keys}))
     typer.echo(f"wrote {out}/: exo.mp4 prior.mp4 ego.mp4 preview.png report.json"

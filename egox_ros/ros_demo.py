@@ -82,16 +82,23 @@ def read_back(bag: Path, reference: np.ndarray | None = None,
 
 def run_demo_with_ros(out_dir: str | Path, *, seed: int = 0,
                       config: GeneratorConfig = GeneratorConfig(), ros: bool = True,
-                      scene_config: Any = None) -> dict[str, Any]:
+                      scene_config: Any = None, depth: str = "synthetic") -> dict[str, Any]:
     """`egox demo`: the file demo (egox_model.demo.run_demo), then the same scene, with the
     depth the file demo fused, through ROS 2; merges the ROS keys into report.json. One
-    backend, built from `config`, serves both."""
+    backend, built from `config` (behind its perception models), serves both; `depth`:
+    the file demo's depth, 'synthetic' or 'estimate' (egox_model.demo.run_demo)."""
     from egox_model.demo import run_demo, write_report
+    from egox_model.errors import ConfigError
     from egox_model.generator import make_generator
+    from egox_model.perception.perceive import with_perception
 
-    backend = make_generator(config)
+    if depth == "estimate" and not config.perception.depth_model:
+        raise ConfigError("--depth estimate needs a local metric depth model directory",
+                          key="perception.depth_model", value="")
+    backend = with_perception(make_generator(config), config)
     out_dir = Path(out_dir)
-    result = run_demo(out_dir, seed=seed, generator=backend, scene_config=scene_config)
+    result = run_demo(out_dir, seed=seed, generator=backend, scene_config=scene_config,
+                      depth=depth)
     report = dict(result.report)
     if ros:
         # The ROS stage generates the same clip again: allow 3x what the file demo took (a
