@@ -3,7 +3,8 @@
 The clip travels in the egox wire format (`egox_model/serve/wire.py`: PNG frames, 16-bit
 depth, JSON poses); the output equals the server's backend run locally on the same decoded
 clip (same stamps; same pixels for `prior`). While the server is unreachable or unavailable
-(connection refused or reset, HTTP 502/503), a clip is retried with exponential backoff,
+(connection refused or reset, HTTP 404 while Serve deploys the application, 502/503),
+a clip is retried with exponential backoff,
 then given up (RemoteError, counted): the caller's bounded queue (the node's `queue_size`)
 holds the clips that arrive meanwhile. `status()` reports the server state, round-trip
 times and counters for diagnostics.
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RemoteConfig", "RemoteGenerator"]
 
-#: HTTP statuses that mean "the server (or its proxy) is not available right now".
-RETRY_STATUSES = (502, 503)
+#: HTTP statuses that mean "the server is not available right now": 502/503 from a proxy
+#: or an overloaded Serve, 404 from Serve's proxy while the application is (re)deploying.
+RETRY_STATUSES = (404, 502, 503)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class RemoteConfig:
     timeout_s: float = setting(900.0, "seconds to wait for one clip's answer (connect, "
                                "send, generate, receive)", low=0.0, low_open=True)
     retries: int = setting(5, "attempts after the first while the server is unreachable "
-                           "or answers 502/503; then the clip is given up", low=0)
+                           "or answers 404/502/503 (starting, overloaded); then the clip is "
+                           "given up", low=0)
     backoff_s: float = setting(0.5, "wait before the first retry, doubled per retry (s)",
                                low=0.0)
     backoff_max_s: float = setting(10.0, "longest wait between retries (s)", low=0.0)
@@ -135,7 +138,7 @@ class RemoteGenerator(Generator):
         """Send `clip`, wait for its result. While the server is unavailable, retries after
         backoff_s, 2 backoff_s, ... (at most backoff_max_s), calling `callback(0, 1)` about
         every 0.1 s while it waits (so a caller can abandon); RemoteError once the retries
-        are spent or for a refusal (401, 4xx, 5xx other than 502/503)."""
+        are spent or for a refusal (401, 413, 4xx, 5xx other than 404/502/503)."""
         from egox_model.serve.wire import decode_output, encode_clip
         cfg = self.config
         t0 = time.perf_counter()

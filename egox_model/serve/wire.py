@@ -270,13 +270,16 @@ def decode_clip(data: bytes, *, max_decoded_bytes: int = MAX_DECODED_BYTES
     if unknown or "exo_rgb" not in arrays:
         raise WireError(f"a clip has arrays exo_rgb, {', '.join(_DEPTHS)}, dynamic_mask; "
                         f"got {sorted(arrays)}")
-    try:
+    try:                       # an invalid camera (fx <= 0, ...) is Intrinsics' InputError
         cameras = {name: Intrinsics(**_field(header, name, dict)) for name in
                    ("exo_K", "ego_K")}
+    except TypeError as err:
+        raise WireError(f"header cameras are malformed: {err}") from None
+    try:
         poses = {name: np.asarray(_field(header, name, list), dtype=np.float64)
                  for name in ("exo_c2w", "ego_c2w")}
     except (TypeError, ValueError) as err:
-        raise WireError(f"header cameras or poses are malformed: {err}") from None
+        raise WireError(f"header poses are malformed: {err}") from None
     stamps = header.get("stamps_ns")
     if stamps is not None and not (isinstance(stamps, list)
                                    and all(type(s) is int for s in stamps)):

@@ -133,14 +133,16 @@ def test_malformed_messages_are_wire_errors():
         "'lengths'": _patched(good, lambda h: h["arrays"]["exo_rgb"].update(lengths="x")),
         "no 'arrays' table": _patched(good, lambda h: h.pop("arrays")),
         "stamps_ns": _patched(good, lambda h: h.update(stamps_ns=[1.5, 2])),
-        "cameras or poses": _patched(good, lambda h: h["exo_K"].update(bogus=1)),
+        "cameras are malformed": _patched(good, lambda h: h["exo_K"].update(bogus=1)),
+        "poses are malformed": _patched(good, lambda h: h["ego_c2w"][0].append([1.0])),
     }
     for match, data in cases.items():
         with pytest.raises(WireError, match=match.strip()):
             decode_clip(data)
     # Well-formed, but not a valid clip: InputError from Clip (the server answers 422).
-    with pytest.raises(InputError, match="focal length"):
+    with pytest.raises(InputError, match="focal length") as info:
         decode_clip(_patched(good, lambda h: h["exo_K"].update(fx=0.0)))
+    assert not isinstance(info.value, WireError)
     # A PNG part replaced by other bytes of the same length.
     size = struct.unpack_from("<I", good, 6)[0]
     start = 10 + size
