@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
@@ -18,13 +18,15 @@ from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, Q
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from egox_model.clip import Clip
 from egox_model.generator.base import Generator
+from egox_model.output import GeneratorOutput
 from egox_ros.errors import BagError
 from egox_ros.messages import RosbagsFactory
 from egox_ros.params import EgoxConfig
 from egox_ros.pipeline import ExoPipeline, output_messages
 
-__all__ = ["convert_bag", "input_topics", "output_topics"]
+__all__ = ["BagClips", "EgoBagWriter", "convert_bag", "input_topics", "output_topics"]
 
 _RELIABLE = Qos(QosHistory.KEEP_LAST, 100, QosReliability.RELIABLE, QosDurability.VOLATILE,
                 QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
@@ -62,6 +64,129 @@ def output_topics(config: EgoxConfig, namespace: str = "/", node_name: str = "eg
             for r in rel}
 
 
+class BagClips:
+    """The clips of one exo bag, in log-time order: `with BagClips(...) as clips: for clip in
+    clips: ...`. Opening checks the bag and its topics (BagError, before any work);
+    `messages_read`, `total_messages` and `pipeline` (its bad-input and matching counters)
+    describe the reading so far. rclpy-free; the generator is the caller's business, so one
+    process (`convert_bag`) or a cluster (`egox_ros.convert_ray`) can run it."""
+
+    def __init__(self, in_bag: str | Path, config: EgoxConfig, *, namespace: str = "/",
+                 remap: dict[str, str] | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 on_bad_input: Callable[[str, str, bool], None] | None = None) -> None:
+        self.in_bag = Path(in_bag)
+        if not self.in_bag.exists():
+            raise BagError(f"input bag {self.in_bag} does not exist")
+        self.config = config
+        self.wanted = input_topics(config, namespace, remap)
+        self.pipeline = ExoPipeline(config, on_bad_input=on_bad_input)
+        self.progress = progress
+        self.messages_read = 0
+        self.total_messages = 0
+        self.exo_messages = 0
+        self._reader: AnyReader | None = None
+        self._connections: list = []
+
+    def __enter__(self) -> "BagClips":
+        typestore = get_typestore(Stores.ROS2_KILTED)
+        try:
+            reader = AnyReader([self.in_bag], default_typestore=typestore)
+            reader.open()
+        except Exception as err:  # noqa: BLE001 - rosbags raises several unrelated types here
+            raise BagError(f"cannot open {self.in_bag} as a rosbag2 bag (MCAP or sqlite3): "
+                           f"{err}") from err
+        try:
+            present = {c.topic for c in reader.connections}
+            missing = [f"{topic} ({stream})" for stream, (topic, required) in self.wanted.items()
+                       if required and topic not in present]
+            if missing:
+                raise BagError(f"{self.in_bag} lacks required topic(s) {', '.join(missing)}; "
+                               f"it has {sorted(present)}. Remap the topics (--remap "
+                               "exo/image_raw=/your/topic) or change the config (e.g. "
+                               "depth_source, exo_pose_source)")
+        except BaseException:
+            reader.close()
+            raise
+        self._reader = reader
+        self._by_topic = {topic: stream for stream, (topic, _) in self.wanted.items()}
+        self._connections = [c for c in reader.connections if c.topic in self._by_topic]
+        self.total_messages = sum(c.msgcount for c in self._connections)
+        self.exo_messages = sum(c.msgcount for c in self._connections
+                                if self._by_topic[c.topic] == "exo")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __iter__(self) -> Iterator[Clip]:
+        if self._reader is None:
+            raise RuntimeError("BagClips must be entered (`with BagClips(...) as clips`) "
+                               "before iterating")
+        reader, pipeline = self._reader, self.pipeline
+        handlers = {"exo": pipeline.on_exo_image, "camera_info": pipeline.on_camera_info,
+                    "ego_pose": pipeline.on_ego_pose, "exo_pose": pipeline.on_exo_pose,
+                    "depth": pipeline.on_depth, "mask": pipeline.on_mask,
+                    "prompt": pipeline.on_prompt}
+        for connection, _, raw in reader.messages(connections=self._connections):
+            msg = reader.deserialize(raw, connection.msgtype)
+            yield from handlers[self._by_topic[connection.topic]](msg) or []
+            self.messages_read += 1
+            if self.progress is not None:
+                self.progress(self.messages_read, self.total_messages)
+        yield from pipeline.flush()
+
+    def counters(self) -> dict[str, Any]:
+        """What the pipeline dropped, for the summary."""
+        return {"bad_inputs": dict(self.pipeline.bad_inputs),
+                "unmatched": dict(self.pipeline.matcher.dropped)}
+
+
+class EgoBagWriter:
+    """The ego bag being written: `write(clip, output)` appends one generated clip's topics
+    (log time = source exo stamp) in the order it is called; `with` closes the bag."""
+
+    def __init__(self, out_bag: str | Path, config: EgoxConfig, *, namespace: str = "/",
+                 node_name: str = "egox") -> None:
+        self.out_bag = Path(out_bag)
+        self.config = config
+        self.typestore = get_typestore(Stores.ROS2_KILTED)
+        self.factory = RosbagsFactory(self.typestore)
+        self.outputs = output_topics(config, namespace, node_name)
+        self.clips = 0
+        self.ego_frames = 0
+        self._writer: Writer | None = None
+
+    def __enter__(self) -> "EgoBagWriter":
+        writer = Writer(self.out_bag, version=9, storage_plugin=StoragePlugin.MCAP)
+        writer.open()
+        self._writer = writer
+        self._conns = {rel: writer.add_connection(topic, msgtype, typestore=self.typestore,
+                                                  offered_qos_profiles=[_RELIABLE])
+                       for rel, (topic, msgtype) in self.outputs.items()}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write(self, clip: Clip, output: GeneratorOutput) -> None:
+        """Write the ego topics of one generated clip."""
+        for rel, msg in output_messages(self.factory, output, clip, self.config):
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            self._writer.write(self._conns[rel], stamp,
+                               self.typestore.serialize_cdr(msg, msg.__msgtype__))
+        self.clips += 1
+        self.ego_frames += clip.num_frames
+
+    def topics(self) -> list[str]:
+        """The absolute output topics."""
+        return [topic for topic, _ in self.outputs.values()]
+
+
 def convert_bag(in_bag: str | Path, out_bag: str | Path, config: EgoxConfig, generator: Generator,
                 *, namespace: str = "/", node_name: str = "egox",
                 remap: dict[str, str] | None = None,
@@ -70,66 +195,21 @@ def convert_bag(in_bag: str | Path, out_bag: str | Path, config: EgoxConfig, gen
     """Convert `in_bag` to the ego bag `out_bag` (a new directory); returns a summary.
 
     Raises BagError when the bag cannot be opened or lacks a required topic.
-    `progress(done, total)` is called per message read.
+    `progress(done, total)` is called per message read. The generator runs on each clip as
+    it completes (`egox_ros.convert_ray` dispatches the same clips to a Ray cluster).
     """
     in_bag, out_bag = Path(in_bag), Path(out_bag)
     if not in_bag.exists():
         raise BagError(f"input bag {in_bag} does not exist")
     if out_bag.exists():
         raise BagError(f"output bag {out_bag} already exists; choose a new directory")
-    typestore = get_typestore(Stores.ROS2_KILTED)
-    wanted = input_topics(config, namespace, remap)
-    pipeline = ExoPipeline(config, on_bad_input=on_bad_input)
-    handlers = {"exo": pipeline.on_exo_image, "camera_info": pipeline.on_camera_info,
-                "ego_pose": pipeline.on_ego_pose, "exo_pose": pipeline.on_exo_pose,
-                "depth": pipeline.on_depth, "mask": pipeline.on_mask,
-                "prompt": pipeline.on_prompt}
-    try:
-        reader = AnyReader([in_bag], default_typestore=typestore)
-        reader.open()
-    except Exception as err:  # noqa: BLE001 - rosbags raises several unrelated types here
-        raise BagError(f"cannot open {in_bag} as a rosbag2 bag (MCAP or sqlite3): {err}") from err
-    summary: dict[str, Any] = {"clips": 0, "ego_frames": 0, "messages_read": 0}
-    try:
-        present = {c.topic for c in reader.connections}
-        missing = [f"{topic} ({stream})" for stream, (topic, required) in wanted.items()
-                   if required and topic not in present]
-        if missing:
-            raise BagError(f"{in_bag} lacks required topic(s) {', '.join(missing)}; it has "
-                           f"{sorted(present)}. Remap the topics (--remap exo/image_raw=/your/"
-                           "topic) or change the config (e.g. depth_source, exo_pose_source)")
-        by_topic = {topic: stream for stream, (topic, _) in wanted.items()}
-        connections = [c for c in reader.connections if c.topic in by_topic]
-        total = sum(c.msgcount for c in connections)
-        factory = RosbagsFactory(typestore)
-        outputs = output_topics(config, namespace, node_name)
+    clips = BagClips(in_bag, config, namespace=namespace, remap=remap, progress=progress,
+                     on_bad_input=on_bad_input)
+    with clips:
         t_start = time.monotonic()
-        with Writer(out_bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-            out_conns = {rel: writer.add_connection(topic, msgtype, typestore=typestore,
-                                                    offered_qos_profiles=[_RELIABLE])
-                         for rel, (topic, msgtype) in outputs.items()}
-
-            def run(clips: list) -> None:
-                for clip in clips:
-                    output = generator.generate(clip)
-                    for rel, msg in output_messages(factory, output, clip, config):
-                        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                        writer.write(out_conns[rel], stamp,
-                                     typestore.serialize_cdr(msg, msg.__msgtype__))
-                    summary["clips"] += 1
-                    summary["ego_frames"] += clip.num_frames
-
-            for connection, _, raw in reader.messages(connections=connections):
-                msg = reader.deserialize(raw, connection.msgtype)
-                run(handlers[by_topic[connection.topic]](msg) or [])
-                summary["messages_read"] += 1
-                if progress is not None:
-                    progress(summary["messages_read"], total)
-            run(pipeline.flush())
-    finally:
-        reader.close()
-    summary["seconds"] = time.monotonic() - t_start
-    summary["bad_inputs"] = dict(pipeline.bad_inputs)
-    summary["unmatched"] = dict(pipeline.matcher.dropped)
-    summary["output_topics"] = [topic for topic, _ in outputs.values()]
-    return summary
+        with EgoBagWriter(out_bag, config, namespace=namespace, node_name=node_name) as writer:
+            for clip in clips:
+                writer.write(clip, generator.generate(clip))
+    return {"clips": writer.clips, "ego_frames": writer.ego_frames,
+            "messages_read": clips.messages_read, "seconds": time.monotonic() - t_start,
+            **clips.counters(), "output_topics": writer.topics()}
