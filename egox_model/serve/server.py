@@ -1,13 +1,16 @@
 """Starting and stopping `egox serve`: Ray on loopback, then the Serve application.
 
 Network hygiene: a private Ray started here binds its node to 127.0.0.1, has no dashboard,
-sends no usage statistics (`RAY_USAGE_STATS_ENABLED=0`, set before Ray is imported) and keeps
-its files under `RAY_TMPDIR` (or Ray's default). The HTTP proxy binds `serve.host`
-(127.0.0.1 by default); a non-loopback host is refused without a token.
+sends no usage statistics (`RAY_USAGE_STATS_ENABLED=0`, set before Ray is imported), keeps
+its files under `RAY_TMPDIR` (or Ray's default) and authenticates its own RPCs with a fresh
+random token (`RAY_AUTH_TOKEN`) unless the environment configures Ray's auth already. The
+HTTP proxy binds `serve.host` (127.0.0.1 by default); a non-loopback host is refused
+without a token.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import threading
 from dataclasses import dataclass
@@ -51,6 +54,11 @@ def _start_ray(address: str) -> bool:
     if address:
         ray.init(address=address, **options)
         return False
+    if not any(os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+                                           "RAY_AUTH_MODE")):
+        # Ray's own token auth (on by default in Ray 2.60) with a fresh token for this
+        # private cluster, inherited by its processes, instead of a generated ~/.ray/auth_token.
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     temp = os.environ.get("RAY_TMPDIR")
     ray.init(_node_ip_address="127.0.0.1", **({"_temp_dir": temp} if temp else {}),
              **options)
