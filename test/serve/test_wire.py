@@ -199,3 +199,15 @@ def test_client_retries_with_backoff_then_gives_up(small_scene):
     with pytest.raises(RemoteError, match="401"):
         gen.generate(small_scene.to_clip())
     assert gen.status()["server"] == "error" and gen.status()["requests"] == 5   # no retry
+
+
+def test_a_node_that_publishes_the_prior_always_asks_for_it():
+    from egox_ros.params import EgoxConfig
+
+    config = from_flat(EgoxConfig, {"backend": "remote", "remote.return_prior": False})
+    assert RemoteGenerator.from_config(config).config.return_prior is True
+    quiet = from_flat(EgoxConfig, {"backend": "remote", "remote.return_prior": False,
+                                   "publish_prior": False})
+    assert RemoteGenerator.from_config(quiet).config.return_prior is False
+    plain = from_flat(GeneratorConfig, {"backend": "remote", "remote.return_prior": False})
+    assert RemoteGenerator.from_config(plain).config.return_prior is False
