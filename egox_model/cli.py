@@ -233,6 +233,38 @@ def bench_remote(
         typer.echo(json.dumps(result))
 
 
+@bench_app.command("perception")
+@with_settings(GeneratorConfig)
+def bench_perception(
+    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    frames: int = typer.Option(9, min=1, help="Frames of the clip at the default exo size."),
+    size: str = typer.Option(None, help="Random-weight models when no --perception.* "
+                                        "directory is given: tiny, or real (published sizes); "
+                                        "default real on cuda, tiny on cpu."),
+    repeats: int = typer.Option(1, min=1, help="Timed runs per stage (median reported)."),
+    settings: dict = None,
+) -> None:
+    """ms per frame of each perception stage (the configured --perception.* models, else
+    random-weight ones), beside the prior stage's, in one run."""
+    import json
+
+    from egox_model.bench.perception import (PerceptionBenchConfig, format_perception_bench,
+                                             run_perception_bench)
+    from egox_model.perception.model_dir import resolve_device
+
+    config = from_flat(GeneratorConfig, settings)
+    size = size or ("real" if resolve_device(config.perception.device).type == "cuda"
+                    else "tiny")
+    if size not in ("tiny", "real"):
+        raise ConfigError("must be 'tiny' or 'real'", key="size", value=size)
+    result = run_perception_bench(PerceptionBenchConfig(
+        frames=frames, size=size, repeats=repeats, perception=config.perception,
+        prior=config.prior))
+    typer.echo(format_perception_bench(result))
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
 def run(command: typer.Typer) -> None:
     """Run a typer app; a user error (any EgoxError) ends as one line and exit status 2."""
     try:

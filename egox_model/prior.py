@@ -73,7 +73,7 @@ def render_ego_prior(clip: Clip, config: PriorConfig = PriorConfig()) -> EgoPrio
         depth = clip.exo_depth_m if clip.exo_depth_m is not None else clip.exo_depth_mono_m
         with stage_timer(timings, "dynamic_mask", num_frames):
             dynamic = motion_masks(clip.exo_rgb, config.motion, depth_m=depth, K=clip.exo_K,
-                                   c2w=clip.exo_c2w)
+                                   c2w=clip.exo_c2w, device=config.device)
     static = ~dynamic
 
     fusion: dict = {}
