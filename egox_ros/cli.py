@@ -88,8 +88,10 @@ def bag_repair(bag: Path = typer.Argument(..., help="MCAP bag directory, e.g. af
 
 @app.command()
 @with_settings(EgoxConfig)
-def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or sqlite3)"),
-            out_bag: Path = typer.Argument(..., help="new bag directory for the ego topics"),
+def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or sqlite3); with "
+                                                    "--ray: a directory of such bags"),
+            out_bag: Path = typer.Argument(..., help="new bag directory for the ego topics; "
+                                                     "with --ray: the output directory"),
             config: Optional[Path] = typer.Option(
                 None, help="ROS 2 parameter file (config/egox.yaml format); flags override it"),
             node_name: str = typer.Option("egox", help="node whose section of --config "
@@ -99,13 +101,29 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
                                                      "exo/image_raw=/cam/color/image_raw"),
             show_progress: bool = typer.Option(True, "--progress/--no-progress",
                                                help="progress bar on stderr"),
+            ray_address: str = typer.Option(
+                "", "--ray", metavar="ADDRESS|auto",
+                help="convert every bag of IN_BAG (a directory) into OUT_BAG/<name> with one "
+                     "Ray task per clip: 'auto' starts a private loopback-only Ray here, an "
+                     "address (e.g. ray://head:10001 or head:6379) joins a running cluster. "
+                     "Finished bags are skipped on a rerun; exit status 1 if any bag failed"),
+            num_cpus: Optional[int] = typer.Option(
+                None, "--num-cpus", min=1, help="--ray auto: CPUs of the local Ray "
+                                                "(default: all)"),
+            gpus_per_task: Optional[float] = typer.Option(
+                None, "--gpus-per-task", min=0.0, help="--ray: GPUs each clip's task asks "
+                "for (default: 1 for backend wan unless --wan.device cpu, else 0)"),
+            cpus_per_task: float = typer.Option(1.0, "--cpus-per-task", min=0.0,
+                                                help="--ray: CPUs each clip's task asks for"),
+            max_in_flight: int = typer.Option(
+                0, "--max-in-flight", min=0, help="--ray: clips sent out at once (bounds the "
+                "driver's memory; 0: twice the tasks the cluster can run at once)"),
             settings: dict = None) -> None:
     """Run the egox pipeline over IN_BAG and write the ego topics to OUT_BAG. Every node
-    parameter is also a flag (`--backend wan --wan.model_dir DIR`; `egox params`)."""
+    parameter is also a flag (`--backend wan --wan.model_dir DIR`; `egox params`).
+    With `--ray ADDRESS|auto`: a directory of bags on a Ray cluster (docs/ros.md)."""
     from tqdm import tqdm
 
-    from egox_ros.convert import convert_bag
-    from egox_ros.node import make_backend
     from egox_ros.params import load_config
 
     cfg = load_config(config, node_name, settings)
@@ -114,6 +132,23 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
         raise ConfigError(f"--remap {bad[0]!r} must be REL=ABS, e.g. "
                           "exo/image_raw=/camera/color/image_raw")
     remaps = dict(r.split("=", 1) for r in remap)
+    if ray_address:
+        _convert_on_ray(in_bag, out_bag, cfg, ray_address, namespace=namespace,
+                        node_name=node_name, remap=remaps, show_progress=show_progress,
+                        num_cpus=num_cpus, gpus_per_task=gpus_per_task,
+                        cpus_per_task=cpus_per_task, max_in_flight=max_in_flight)
+        return
+    ray_only = {"--num-cpus": num_cpus, "--gpus-per-task": gpus_per_task,
+                "--max-in-flight": max_in_flight or None,
+                "--cpus-per-task": None if cpus_per_task == 1.0 else cpus_per_task}
+    given = [flag for flag, value in ray_only.items() if value is not None]
+    if given:
+        raise ConfigError(f"{given[0]} applies to --ray conversion only; add --ray auto (or a "
+                          "cluster address) or drop it")
+
+    from egox_ros.convert import convert_bag
+    from egox_ros.node import make_backend
+
     generator = make_backend(cfg)
     warned: list[str] = []
     bars: list[tqdm] = []                 # opened at the first progress call, after the checks
@@ -135,6 +170,54 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
     for message in warned:
         typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
     typer.echo(json.dumps(summary))
+
+
+def _convert_on_ray(in_dir: Path, out_dir: Path, cfg: EgoxConfig, address: str, *,
+                    namespace: str, node_name: str, remap: dict[str, str], show_progress: bool,
+                    num_cpus: Optional[int], gpus_per_task: Optional[float],
+                    cpus_per_task: float, max_in_flight: int) -> None:
+    """`egox convert --ray`: every bag of IN_DIR, a per-bag summary, exit 1 if any failed."""
+    from tqdm import tqdm
+
+    from egox_ros.convert_ray import (convert_dir, find_bags, make_ray_runner, ray_session,
+                                      summary)
+    from egox_ros.node import make_backend
+
+    find_bags(in_dir)                     # a wrong IN_DIR fails before Ray starts
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"OUT_DIR {out_dir} exists and is not a directory")
+    if num_cpus is not None and address != "auto":
+        raise ConfigError("--num-cpus sizes the local Ray of --ray auto; a cluster at "
+                          f"{address!r} has its own")
+    warned: list[str] = []
+    with ray_session(address, num_cpus=num_cpus):
+        runner, in_flight = make_ray_runner(cfg, make_backend, gpus_per_task=gpus_per_task,
+                                            cpus_per_task=cpus_per_task,
+                                            max_in_flight=max_in_flight)
+        with tqdm(total=0, unit="clip", desc="convert", disable=not show_progress) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            results = convert_dir(in_dir, out_dir, cfg, runner, namespace=namespace,
+                                  node_name=node_name, remap=remap, max_in_flight=in_flight,
+                                  progress=progress,
+                                  on_bad_input=lambda c, m, first: first and warned.append(m))
+    for message in warned:
+        typer.secho(f"warning: {message}", err=True, fg=typer.colors.YELLOW)
+    for r in results:
+        line = f"{r.status:8s}{r.name}"
+        if r.status == "done":
+            line += f": {r.clips} clips, {r.ego_frames} ego frames in {r.seconds:.1f} s"
+        elif r.status == "skipped":
+            line += ": output exists (finished by an earlier run)"
+        else:
+            line += f": {r.reason}"
+        typer.secho(line, err=True, fg=typer.colors.RED if r.status == "failed" else None)
+    report = summary(results)
+    typer.echo(json.dumps(report))
+    if report["failed"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,0 +1,412 @@
+"""`egox convert --ray ADDRESS|auto IN_DIR OUT_DIR`: convert a directory of bags on Ray.
+
+One Ray task per clip (the generator call); everything else stays in the driver:
+- The driver reads the bags (`BagClips`: the same `ExoPipeline` as one-process conversion)
+  and writes the output bags (`EgoBagWriter`). Reading and clip assembly are cheap next to a
+  `wan` clip (minutes on a GPU), need the bags only where the driver runs (no shared file
+  system on the cluster), and keep every output bag with a single writer that renames it into
+  place when it is complete. Only clips and ego frames travel through Ray's object store; at
+  most `max_in_flight` clips are out at once, which bounds the driver's memory.
+- Tasks keep their generator between clips (a per-worker cache, `max_calls=0`: Ray would
+  otherwise end a GPU task's worker after each call and reload the model every clip).
+- Results are written in submission order, so each output bag gets the same messages in the
+  same order as `egox convert IN_BAG OUT_BAG`.
+- Resumable: an output bag is written to `OUT_DIR/.partial/NAME` and renamed to
+  `OUT_DIR/NAME` when complete; a bag whose output exists is skipped, a stale partial one
+  (a killed run) is deleted and redone. A failed bag (unreadable, missing topics, a task
+  error) leaves nothing behind, is named in the summary with its reason, and is retried by
+  the next run.
+
+`auto` starts a private loopback-only Ray (see `start_local_ray`); an address connects to a
+running cluster, whose nodes need this package installed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from egox_model.clip import Clip
+from egox_model.errors import ConfigError, EgoxError
+from egox_model.generator.base import Generator
+from egox_model.output import GeneratorOutput
+from egox_ros.convert import BagClips, EgoBagWriter
+from egox_ros.params import EgoxConfig
+
+__all__ = ["BagResult", "ClipRunner", "LocalRunner", "RayRunner", "convert_dir",
+           "default_gpus_per_task", "find_bags", "make_ray_runner", "ray_session",
+           "start_local_ray", "summary"]
+
+#: Folder under OUT_DIR holding output bags still being written.
+PARTIAL_DIR = ".partial"
+#: A closed loopback port: Ray's own processes send plain HTTP through it (see start_local_ray).
+_DEAD_PROXY = "http://127.0.0.1:9"
+_PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
+               "ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+@dataclass
+class BagResult:
+    """What happened to one input bag: status 'done', 'skipped' (its output existed) or
+    'failed' (with `reason`)."""
+
+    name: str
+    status: str = "pending"
+    reason: str = ""
+    clips: int = 0
+    ego_frames: int = 0
+    messages_read: int = 0
+    seconds: float = 0.0
+    counters: dict[str, Any] = field(default_factory=dict)
+
+
+class ClipRunner(Protocol):
+    """Runs generator calls somewhere: `submit` returns a handle at once, `result` waits."""
+
+    def submit(self, clip: Clip) -> Any: ...
+
+    def result(self, handle: Any) -> GeneratorOutput: ...
+
+    def cancel(self, handle: Any) -> None: ...
+
+
+class LocalRunner:
+    """Runs each clip in this process when submitted (tests; no Ray)."""
+
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+
+    def submit(self, clip: Clip) -> Any:
+        try:
+            return self.generator.generate(clip), None
+        except Exception as err:  # noqa: BLE001 - re-raised by result(), like a task error
+            return None, err
+
+    def result(self, handle: Any) -> GeneratorOutput:
+        output, err = handle
+        if err is not None:
+            raise err
+        return output
+
+    def cancel(self, handle: Any) -> None:
+        pass
+
+
+_WORKER_GENERATOR: tuple[Any, Generator] | None = None
+
+
+def _generate_on_worker(factory: Callable[[EgoxConfig], Generator], config: EgoxConfig,
+                        clip: Clip) -> GeneratorOutput:
+    """The Ray task: build the generator once per worker process (and config), run a clip."""
+    global _WORKER_GENERATOR
+    key = (factory, config)
+    if _WORKER_GENERATOR is None or _WORKER_GENERATOR[0] != key:
+        _WORKER_GENERATOR = None                     # free the old one before building
+        _WORKER_GENERATOR = (key, factory(config))
+    return _WORKER_GENERATOR[1].generate(clip)
+
+
+class RayRunner:
+    """One Ray task per clip with `num_gpus` / `num_cpus` each; Ray must be initialised."""
+
+    def __init__(self, config: EgoxConfig, factory: Callable[[EgoxConfig], Generator], *,
+                 gpus_per_task: float, cpus_per_task: float = 1.0) -> None:
+        import ray
+        self._ray = ray
+        self.gpus_per_task, self.cpus_per_task = gpus_per_task, cpus_per_task
+        self._task = ray.remote(num_gpus=gpus_per_task, num_cpus=cpus_per_task, max_calls=0,
+                                max_retries=0)(_generate_on_worker)
+        self._config, self._factory = ray.put(config), ray.put(factory)
+
+    def slots(self) -> int:
+        """How many tasks the cluster can run at once; ConfigError when not one."""
+        resources = self._ray.cluster_resources()
+        gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+        by_cpu = int(cpus // self.cpus_per_task) if self.cpus_per_task > 0 else sys.maxsize
+        by_gpu = int(gpus // self.gpus_per_task) if self.gpus_per_task > 0 else sys.maxsize
+        if min(by_cpu, by_gpu) < 1:
+            raise ConfigError(f"the Ray cluster has {gpus:g} GPU(s) and {cpus:g} CPU(s): a "
+                              f"task asking for {self.gpus_per_task:g} GPU(s) and "
+                              f"{self.cpus_per_task:g} CPU(s) would never run; lower "
+                              "--gpus-per-task / --cpus-per-task or add nodes",
+                              key="gpus_per_task", value=self.gpus_per_task)
+        return min(by_cpu, by_gpu)
+
+    def submit(self, clip: Clip) -> Any:
+        return self._task.remote(self._factory, self._config, clip)
+
+    def result(self, handle: Any) -> GeneratorOutput:
+        return self._ray.get(handle)
+
+    def cancel(self, handle: Any) -> None:
+        self._ray.cancel(handle, force=False)
+
+
+def default_gpus_per_task(config: EgoxConfig) -> float:
+    """1 for the `wan` backend unless it is told to run on the CPU; 0 for the others."""
+    return 1.0 if config.backend == "wan" and config.wan.device != "cpu" else 0.0
+
+
+def find_bags(in_dir: str | Path) -> list[Path]:
+    """The bags of IN_DIR: its subdirectories (rosbag2 bags), sorted by name; hidden ones
+    are left out."""
+    in_dir = Path(in_dir)
+    if not in_dir.is_dir():
+        raise ConfigError(f"IN_DIR {in_dir} is not a directory; with --ray the arguments are "
+                          "a directory of bags and an output directory")
+    bags = sorted(p for p in in_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not bags:
+        raise ConfigError(f"IN_DIR {in_dir} holds no bags (rosbag2 bag directories)")
+    return bags
+
+
+def _estimate_clips(bag: Path, config: EgoxConfig, **kwargs: Any) -> int:
+    """Clips a bag will give, from its exo message count (for the progress bar only)."""
+    try:
+        with BagClips(bag, config, **kwargs) as clips:
+            n = clips.exo_messages
+    except (EgoxError, OSError):
+        return 0
+    length, stride = config.clip_length, config.clip_stride
+    return 0 if n < length else (n - length) // stride + 1
+
+
+def _fsync_tree(path: Path) -> None:
+    for item in sorted(path.rglob("*")) + [path]:
+        fd = os.open(item, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    ray_error = type(err).__name__ in ("RayTaskError", "WorkerCrashedError") or \
+        type(err).__module__.startswith("ray.")
+    if ray_error and text:            # a task's error: its last line names the cause
+        cause = getattr(err, "cause", None)
+        if cause is not None:
+            return f"{type(cause).__name__}: {cause}"
+        return text[-1]
+    return f"{type(err).__name__}: {' '.join(text)}" if text else type(err).__name__
+
+
+@dataclass
+class _BagState:
+    result: BagResult
+    final: Path
+    partial: Path
+    writer: EgoBagWriter | None = None
+    read_done: bool = False
+    pending: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def convert_dir(in_dir: str | Path, out_dir: str | Path, config: EgoxConfig,
+                runner: ClipRunner, *, namespace: str = "/", node_name: str = "egox",
+                remap: dict[str, str] | None = None, max_in_flight: int = 2,
+                progress: Callable[[int, int], None] | None = None,
+                on_bad_input: Callable[[str, str, bool], None] | None = None
+                ) -> list[BagResult]:
+    """Convert every bag of `in_dir` into `out_dir/<bag name>`; one result per bag.
+
+    Clips go to `runner` as they are read, at most `max_in_flight` at a time, and are
+    written in order. `progress(clips done, clips expected)`; the expected count is an
+    estimate from the exo message counts until every bag has been read.
+    """
+    bags = find_bags(in_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial_root = out_dir / PARTIAL_DIR
+    read_kwargs = dict(namespace=namespace, remap=remap)
+    results = [BagResult(bag.name) for bag in bags]
+    todo = []
+    for bag, result in zip(bags, results):
+        if (out_dir / bag.name).exists():
+            result.status = "skipped"
+        else:
+            todo.append((bag, result))
+    expected = {bag.name: _estimate_clips(bag, config, **read_kwargs) for bag, _ in todo}
+    done = [0]
+    pending: deque[tuple[_BagState, Clip, Any]] = deque()
+
+    def tick() -> None:
+        if progress is not None:
+            progress(done[0], max(sum(expected.values()), done[0]))
+
+    def fail(state: _BagState, err: BaseException) -> None:
+        if state.result.status == "failed":
+            return
+        state.result.status, state.result.reason = "failed", _reason(err)
+        if state.writer is not None:
+            try:
+                state.writer.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - the partial bag is deleted anyway
+                pass
+            state.writer = None
+        shutil.rmtree(state.partial, ignore_errors=True)
+
+    def finish_if_complete(state: _BagState) -> None:
+        if state.result.status != "running" or not state.read_done or state.pending:
+            return
+        writer, state.writer = state.writer, None
+        try:
+            writer.__exit__(None, None, None)
+            _fsync_tree(state.partial)
+            os.replace(state.partial, state.final)      # atomic: complete or absent
+        except OSError as err:
+            fail(state, err)
+            return
+        state.result.status = "done"
+        state.result.clips, state.result.ego_frames = writer.clips, writer.ego_frames
+        state.result.seconds = round(time.monotonic() - state.started, 3)
+
+    def drain_one() -> None:
+        state, clip, handle = pending.popleft()
+        state.pending -= 1
+        if state.result.status == "failed":
+            runner.cancel(handle)
+        else:
+            try:
+                state.writer.write(clip, runner.result(handle))
+            except Exception as err:  # noqa: BLE001 - any task or write error fails the bag
+                fail(state, err)
+        done[0] += 1
+        tick()
+        finish_if_complete(state)
+
+    tick()
+    for bag, result in todo:
+        state = _BagState(result, out_dir / bag.name, partial_root / bag.name)
+        result.status = "running"
+        estimate, submitted = expected[bag.name], 0
+        try:
+            if state.partial.exists():
+                shutil.rmtree(state.partial)            # left by a killed run
+            partial_root.mkdir(exist_ok=True)
+            with BagClips(bag, config, on_bad_input=on_bad_input, **read_kwargs) as clips:
+                state.writer = EgoBagWriter(state.partial, config, namespace=namespace,
+                                            node_name=node_name).__enter__()
+                for clip in clips:
+                    while len(pending) >= max(1, max_in_flight):
+                        drain_one()
+                    if result.status == "failed":       # a task of this bag failed
+                        break
+                    pending.append((state, clip, runner.submit(clip)))
+                    state.pending += 1
+                    submitted += 1
+                    expected[bag.name] = max(estimate, submitted)
+                result.messages_read = clips.messages_read
+                result.counters = clips.counters()
+        except Exception as err:  # noqa: BLE001 - a corrupt bag fails alone, others go on
+            fail(state, err)
+        expected[bag.name] = submitted
+        state.read_done = True
+        tick()
+        finish_if_complete(state)
+    while pending:
+        drain_one()
+    try:
+        partial_root.rmdir()                            # only when empty
+    except OSError:
+        pass
+    return results
+
+
+def summary(results: list[BagResult]) -> dict[str, Any]:
+    """JSON-ready: counts per status and each bag's result."""
+    by_status: dict[str, int] = {}
+    for r in results:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    counts = {s: by_status.get(s, 0) for s in ("done", "skipped", "failed")}
+    return {"bags": len(results), **counts, "results": [asdict(r) for r in results]}
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None) -> None:
+    """Start a private Ray on this machine that talks over loopback only.
+
+    What each setting stops (Ray 2.60, checked with strace in a network namespace with a
+    routable interface):
+    - `_node_ip_address="127.0.0.1"` alone is not enough: Ray replaces a loopback node
+      address with the machine's routable one (found by a UDP connect towards 8.8.8.8) and
+      its gRPC servers then listen on every interface. `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
+      makes it keep 127.0.0.1 (every port then binds 127.0.0.1).
+    - `RAY_USAGE_STATS_ENABLED=0`: no usage reports.
+    - The dashboard process starts even with `include_dashboard=False` (its usage-stats
+      module) and asks the Azure/AWS/GCP metadata services (169.254.169.254,
+      metadata.google.internal) which cloud it is on, usage stats or not. Its HTTP goes to
+      a closed loopback port instead (http(s)_proxy while Ray starts, loopback exempt);
+      tasks get the caller's proxy settings back through the job's runtime_env.
+    - `include_dashboard=False`; logs and sockets under `temp_dir` (or $RAY_TMPDIR).
+    """
+    saved = {k: os.environ.get(k, "") for k in _PROXY_VARS}
+    quiet = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+             **{k: _DEAD_PROXY for k in _PROXY_VARS if "no_proxy" not in k.lower()},
+             "no_proxy": "127.0.0.1,localhost,::1", "NO_PROXY": "127.0.0.1,localhost,::1"}
+    with _env(quiet):
+        import ray
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER = False    # in case ray was imported before
+        temp_dir = temp_dir or os.environ.get("RAY_TMPDIR") or None
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 _node_ip_address="127.0.0.1", configure_logging=False, log_to_driver=False,
+                 runtime_env={"env_vars": saved},
+                 **({"_temp_dir": str(Path(temp_dir).resolve())} if temp_dir else {}))
+    addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+    if addresses != {"127.0.0.1"}:
+        ray.shutdown()
+        raise EgoxError(f"the local Ray came up on {sorted(addresses)}, not on loopback only; "
+                        "stopped it (a Ray version this code does not know?)")
+
+
+@contextmanager
+def ray_session(address: str, *, num_cpus: int | None = None) -> Iterator[None]:
+    """`auto`: a private loopback-only Ray for the duration (or the one this process has
+    already started); otherwise connect to the cluster at `address` (and disconnect)."""
+    import ray
+    if ray.is_initialized():
+        yield
+        return
+    if address == "auto":
+        start_local_ray(num_cpus)
+    else:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address=address, configure_logging=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def make_ray_runner(config: EgoxConfig, factory: Callable[[EgoxConfig], Generator], *,
+                    gpus_per_task: float | None, cpus_per_task: float,
+                    max_in_flight: int) -> tuple[RayRunner, int]:
+    """The runner for the connected cluster and the in-flight bound (0: twice its slots)."""
+    gpus = default_gpus_per_task(config) if gpus_per_task is None else gpus_per_task
+    if gpus < 0 or cpus_per_task < 0:
+        raise ConfigError("--gpus-per-task and --cpus-per-task must be >= 0",
+                          key="gpus_per_task", value=gpus)
+    runner = RayRunner(config, factory, gpus_per_task=gpus, cpus_per_task=cpus_per_task)
+    slots = runner.slots()
+    return runner, max_in_flight if max_in_flight > 0 else 2 * slots

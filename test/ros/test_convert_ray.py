@@ -1,0 +1,250 @@
+"""`egox convert --ray`: a directory of bags on a 2-CPU local Ray (loopback only) gives, bag by
+bag, the bytes of the one-process `egox convert` (and, decoded independently with the mcap
+reader, the same stamps and pixels); a corrupt bag and a bag lacking a topic are named in
+the summary while the others finish; a run killed half-way and restarted (once with a task
+failing, once clean) ends with the same bags, finished bags never redone."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from typer.testing import CliRunner
+
+from ros_fixtures import ROOT, tiny_scene  # noqa: I100
+
+from egox_model.geometry.pose import c2w_to_pose
+from egox_ros.image_conversion import image_to_rgb, numpy_to_image
+from egox_ros.messages import RosbagsFactory
+
+pytest.importorskip("ray")
+
+TS = get_typestore(Stores.ROS2_KILTED)
+GOOD = {"a": 12, "b": 9, "c": 15}          # bag name -> exo frames (clips of 5, stride 3)
+BAG_OFFSET_NS = 100 * 10**9                # each bag's stamps start 100 s after the last
+
+
+def _write_bag(path: Path, scene, offset_ns: int, *, with_depth: bool = True) -> None:
+    """An MCAP exo bag like `egox record` writes: image, camera_info, ego pose, depth."""
+    f = RosbagsFactory(TS)
+    pose_t, point_t = TS.types["geometry_msgs/msg/PoseStamped"], TS.types["geometry_msgs/msg/Pose"]
+    vec_t, quat_t = TS.types["geometry_msgs/msg/Point"], TS.types["geometry_msgs/msg/Quaternion"]
+    image_t = TS.types["sensor_msgs/msg/Image"]
+    topics = [("/exo/image_raw", "sensor_msgs/msg/Image"),
+              ("/exo/camera_info", "sensor_msgs/msg/CameraInfo"),
+              ("/ego/pose", "geometry_msgs/msg/PoseStamped")]
+    if with_depth:
+        topics.append(("/exo/depth", "sensor_msgs/msg/Image"))
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in topics}
+        for i, stamp in enumerate(int(s) + offset_ns for s in scene.stamps_ns):
+            h = f.header(stamp, "exo")
+            p, q = c2w_to_pose(scene.ego_c2w[i])
+            msgs = {"/exo/camera_info": f.camera_info(scene.exo_K, h),
+                    "/ego/pose": pose_t(header=h, pose=point_t(
+                        position=vec_t(*map(float, p)), orientation=quat_t(*map(float, q)))),
+                    "/exo/image_raw": numpy_to_image(scene.exo_rgb[i], "rgb8", h,
+                                                     msg_type=image_t)}
+            if with_depth:
+                msgs["/exo/depth"] = numpy_to_image(
+                    (scene.exo_depth_m[i] * 1000).astype(np.uint16), "16UC1", h, msg_type=image_t)
+            for topic, msg in msgs.items():
+                writer.write(conns[topic], stamp, TS.serialize_cdr(msg, msg.__msgtype__))
+
+
+def _params(path: Path, scene) -> Path:
+    K = scene.ego_K
+    exo_pose = [float(v) for v in np.concatenate(c2w_to_pose(scene.exo_c2w[0]))]
+    path.write_text(
+        "/**/egox:\n  ros__parameters:\n"
+        f"    clip_length: 5\n    clip_stride: 3\n    exo_width: 0\n    exo_height: 0\n"
+        f"    ego_width: {K.width}\n    ego_height: {K.height}\n    ego_fx: {K.fx}\n"
+        f"    ego_fy: {K.fy}\n    ego_cx: {K.cx}\n    ego_cy: {K.cy}\n    exo_pose: {exo_pose}\n")
+    return path
+
+
+def _decoded(bag: Path) -> list[tuple[str, int, int, np.ndarray | None]]:
+    """(topic, log time, header stamp, rgb or None) of every message, read with the mcap
+    reader (independent of rosbags, which wrote the bag)."""
+    out = []
+    with open(bag / f"{bag.name}.mcap", "rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        for _, channel, message, msg in reader.iter_decoded_messages():
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            rgb = image_to_rgb(msg).copy() if channel.topic.endswith("/image") else None
+            out.append((channel.topic, message.log_time, stamp, rgb))
+    return out
+
+
+def _assert_same_bag(got: Path, want: Path) -> None:
+    """Same bytes (mcap and metadata.yaml), and, decoded, the same messages, stamps and pixels."""
+    assert sorted(p.name for p in got.iterdir()) == sorted(p.name for p in want.iterdir())
+    a, b = _decoded(got), _decoded(want)
+    assert [m[:3] for m in a] == [m[:3] for m in b]
+    for x, y in zip(a, b):
+        if x[3] is not None:
+            np.testing.assert_array_equal(x[3], y[3])
+    for name in (f"{want.name}.mcap", "metadata.yaml"):
+        assert (got / name).read_bytes() == (want / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def bags(tmp_path_factory):
+    """IN_DIR with bags a, b, c; the parameter file; one-process reference outputs."""
+    from egox_ros.cli import app
+
+    root = tmp_path_factory.mktemp("convert_ray")
+    in_dir, ref = root / "in", root / "ref"
+    in_dir.mkdir()
+    ref.mkdir()
+    scenes = {name: tiny_scene(frames=n, seed=i) for i, (name, n) in enumerate(GOOD.items())}
+    for i, (name, scene) in enumerate(scenes.items()):
+        _write_bag(in_dir / name, scene, i * BAG_OFFSET_NS)
+    params = _params(root / "egox.yaml", scenes["a"])
+    for name in GOOD:
+        result = CliRunner().invoke(app, ["convert", str(in_dir / name), str(ref / name),
+                                          "--config", str(params), "--no-progress"])
+        assert result.exit_code == 0, result.output
+    return root, in_dir, ref, params, scenes
+
+
+def test_ray_auto_equals_one_process_and_names_broken_bags(bags, tmp_path):
+    from egox_ros.cli import app
+
+    root, in_dir, ref, params, scenes = bags
+    mixed = tmp_path / "in"
+    mixed.mkdir()
+    for name in GOOD:
+        os.symlink(in_dir / name, mixed / name)
+    corrupt = mixed / "d_corrupt"                     # a bag whose MCAP file is cut short
+    corrupt.mkdir()
+    (corrupt / "metadata.yaml").write_bytes((in_dir / "a" / "metadata.yaml").read_bytes()
+                                            .replace(b"a.mcap", b"d_corrupt.mcap"))
+    (corrupt / "d_corrupt.mcap").write_bytes((in_dir / "a" / "a.mcap").read_bytes()[:3000])
+    _write_bag(mixed / "e_no_depth", scenes["a"], 0, with_depth=False)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["convert", "--ray", "auto", "--num-cpus", "2", str(mixed), str(out),
+              "--config", str(params)])
+    assert result.exit_code == 1, (result.output, result.stderr, result.exception)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    by_name = {r["name"]: r for r in report["results"]}
+    assert (report["done"], report["skipped"], report["failed"]) == (3, 0, 2)
+    assert {n: by_name[n]["clips"] for n in GOOD} == {"a": 3, "b": 2, "c": 4}
+    assert "cannot open" in by_name["d_corrupt"]["reason"] or \
+        "d_corrupt" in by_name["d_corrupt"]["reason"], by_name["d_corrupt"]
+    assert "lacks required topic(s) /exo/depth" in by_name["e_no_depth"]["reason"]
+    assert "failed  d_corrupt" in result.stderr and "failed  e_no_depth" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(GOOD)  # nothing partial left
+    for name in GOOD:
+        _assert_same_bag(out / name, ref / name)
+
+
+_DRIVER = textwrap.dedent("""
+    import sys, time
+    import egox_ros.node
+    from egox_ros.cli import main
+
+    DELAY, FAIL_FROM, FAIL_TO = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+
+    def backend(cfg):       # pickled by value (defined in __main__): runs on the workers
+        import time
+        from egox_model.generator import make_generator
+        real = make_generator(cfg)
+
+        class Injected:
+            def generate(self, clip):
+                if FAIL_FROM <= int(clip.stamps_ns[0]) < FAIL_TO:
+                    raise RuntimeError(f"injected failure at stamp {int(clip.stamps_ns[0])}")
+                time.sleep(DELAY)
+                return real.generate(clip)
+        return Injected()
+
+    egox_ros.node.make_backend = backend
+    sys.argv = ["egox", "convert", "--ray", "auto", "--num-cpus", "2", "--max-in-flight", "2",
+                "--no-progress", *sys.argv[4:]]
+    main()
+""")
+
+
+def _driver(tmp_path: Path, args: list[str], delay: float = 0.0,
+            fail: tuple[int, int] = (0, 0)) -> subprocess.Popen:
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER)
+    return subprocess.Popen([sys.executable, str(script), str(delay), str(fail[0]),
+                             str(fail[1]), *args], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def test_killed_run_restarted_finishes_the_same_bags(bags, tmp_path):
+    root, in_dir, ref, params, scenes = bags
+    out = tmp_path / "out"
+    args = [str(in_dir), str(out), "--config", str(params)]
+    # 1. Killed (SIGKILL, the driver and the Ray it started) right after bag a is complete.
+    proc = _driver(tmp_path, args, delay=1.0)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "a").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert (out / "a").exists(), proc.communicate()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert sorted(p.name for p in out.iterdir()) == [".partial", "a"]
+    _assert_same_bag(out / "a", ref / "a")
+    finished_a = (out / "a" / "a.mcap").stat()
+    # 2. Restarted with every clip of bag b failing: a skipped, b failed and named, c done.
+    first = int(scenes["b"].stamps_ns[0]) + BAG_OFFSET_NS
+    proc = _driver(tmp_path, args, fail=(first, first + BAG_OFFSET_NS))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    report = {r["name"]: r for r in json.loads(stdout.strip().splitlines()[-1])["results"]}
+    assert [report[n]["status"] for n in GOOD] == ["skipped", "failed", "done"]
+    assert report["b"]["reason"] == f"RuntimeError: injected failure at stamp {first}", report
+    assert sorted(p.name for p in out.iterdir()) == ["a", "c"]
+    # 3. Restarted clean (in this process): only b is converted.
+    from egox_ros.cli import app
+    result = CliRunner().invoke(
+        app, ["convert", "--ray", "auto", "--num-cpus", "2", *args])
+    assert result.exit_code == 0, result.output + result.stderr
+    report = {r["name"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])["results"]}
+    assert [report[n]["status"] for n in GOOD] == ["skipped", "done", "skipped"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(GOOD)
+    for name in GOOD:
+        _assert_same_bag(out / name, ref / name)
+    stat = (out / "a" / "a.mcap").stat()
+    assert (stat.st_ino, stat.st_mtime_ns) == (finished_a.st_ino, finished_a.st_mtime_ns)
+
+
+def test_gpu_tasks_on_a_cpu_cluster_are_refused(bags):
+    from egox_model.errors import ConfigError
+    from egox_ros.convert_ray import default_gpus_per_task, make_ray_runner, ray_session
+    from egox_ros.node import make_backend
+    from egox_ros.params import EgoxConfig, load_config
+
+    _, _, _, params, _ = bags
+    cfg = load_config(params, "egox", {})
+    assert default_gpus_per_task(cfg) == 0.0
+    wan = {"backend": "wan", "wan.model_dir": "/nonexistent"}
+    assert default_gpus_per_task(load_config(params, "egox", wan)) == 1.0
+    assert default_gpus_per_task(load_config(params, "egox", {**wan, "wan.device": "cpu"})) == 0
+    assert isinstance(cfg, EgoxConfig)
+    with ray_session("auto", num_cpus=2):
+        with pytest.raises(ConfigError, match=r"0 GPU\(s\) and 2 CPU\(s\).*--gpus-per-task"):
+            make_ray_runner(cfg, make_backend, gpus_per_task=1.0, cpus_per_task=1.0,
+                            max_in_flight=0)
+        _, in_flight = make_ray_runner(cfg, make_backend, gpus_per_task=None,
+                                       cpus_per_task=1.0, max_in_flight=0)
+        assert in_flight == 4
