@@ -4,6 +4,9 @@
 weights, preprocessor_config.json), so it goes through the users' loading code. "tiny-*"
 models are a few thousand parameters; the others have the published architectures' sizes
 (Depth Anything V2 Small / Large, Depth Pro) with random weights: timing, not depth.
+Weights are seeded (`seed`); the tiny models' last layer is damped around a positive bias
+so their outputs are valid, plausible values (Depth Pro about 1 m, relative disparity about
+1) instead of a ReLU's zeros: tests of the plumbing need valid depth, not good depth.
 """
 from __future__ import annotations
 
@@ -58,8 +61,23 @@ DEPTH_MODELS: dict[str, tuple[str, dict, dict]] = {
 }
 
 
-def build_depth_model(name: str):
+def build_depth_model(name: str, seed: int = 0):
     """(random-weight model, preprocessor config dict) of `name` (a key of DEPTH_MODELS)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, processor = _build(name)
+    if name.startswith("tiny-"):
+        last = (model.head.layers[-2] if DEPTH_MODELS[name][0] == "depth_pro"
+                else model.head.conv3)
+        with torch.no_grad():
+            last.weight.mul_(0.01)
+            last.bias.fill_(0.5 if DEPTH_MODELS[name][0] == "depth_pro" else 1.0)
+    return model, processor
+
+
+def _build(name: str):
     from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation,
                               DepthProConfig, DepthProForDepthEstimation, Dinov2Config)
 
@@ -78,9 +96,9 @@ def build_depth_model(name: str):
     return model.eval(), dict(processor)
 
 
-def save_depth_model(path: str | Path, name: str) -> Path:
+def save_depth_model(path: str | Path, name: str, seed: int = 0) -> Path:
     """Write the random-weight model `name` (a key of DEPTH_MODELS) to `path`."""
-    model, processor = build_depth_model(name)
+    model, processor = build_depth_model(name, seed)
     path = Path(path)
     model.save_pretrained(path)
     (path / "preprocessor_config.json").write_text(json.dumps(processor))
