@@ -24,6 +24,7 @@ from egox_model.serve.config import ServeConfig, is_loopback
 __all__ = ["APP_NAME", "RunningServer", "start_server", "wait_for_signal"]
 
 APP_NAME = "egox"
+_OWN_RAY_TOKEN: dict[str, str] = {}     # the Ray token this process made for its own Ray
 
 
 @dataclass
@@ -41,6 +42,8 @@ class RunningServer:
         serve.shutdown()
         if self.owns_ray:
             ray.shutdown()
+            if os.environ.get("RAY_AUTH_TOKEN") == _OWN_RAY_TOKEN.get("token"):
+                os.environ.pop("RAY_AUTH_TOKEN", None)
 
 
 def _start_ray(address: str) -> bool:
@@ -58,7 +61,7 @@ def _start_ray(address: str) -> bool:
                                            "RAY_AUTH_MODE")):
         # Ray's own token auth (on by default in Ray 2.60) with a fresh token for this
         # private cluster, inherited by its processes, instead of a generated ~/.ray/auth_token.
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        os.environ["RAY_AUTH_TOKEN"] = _OWN_RAY_TOKEN["token"] = secrets.token_hex(32)
     temp = os.environ.get("RAY_TMPDIR")
     ray.init(_node_ip_address="127.0.0.1", **({"_temp_dir": temp} if temp else {}),
              **options)
