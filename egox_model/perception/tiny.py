@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["DEPTH_MODELS", "build_depth_model", "save_depth_model"]
+__all__ = ["DEPTH_MODELS", "SAM3_WORDS", "build_depth_model", "build_sam3_video_model",
+           "save_depth_model", "save_sam3_video_model"]
 
 _IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
 _DA_PROCESSOR = {"size": {"height": 518, "width": 518}, "keep_aspect_ratio": True,
@@ -102,4 +103,77 @@ def save_depth_model(path: str | Path, name: str, seed: int = 0) -> Path:
     path = Path(path)
     model.save_pretrained(path)
     (path / "preprocessor_config.json").write_text(json.dumps(processor))
+    return path
+
+
+#: Phrases the tiny SAM 3 tokenizer knows (others map to <unk>).
+SAM3_WORDS = ("person", "robot", "arm", "hand", "ball", "cup")
+
+
+def build_sam3_video_model(*, image_size: int = 56, queries: int = 2, seed: int = 0):
+    """A tiny random-weight Sam3VideoModel (ViT 2 layers x 32, FPN/tracker width 128: the
+    tracker's object pointers need a width above its 64-channel memory) that detects
+    everything (score thresholds 0) and has no hot-start delay."""
+    import torch
+    from transformers import Sam3Config, Sam3VideoConfig, Sam3VideoModel
+    from transformers.models.sam3.configuration_sam3 import (
+        Sam3DETRDecoderConfig, Sam3DETREncoderConfig, Sam3GeometryEncoderConfig,
+        Sam3MaskDecoderConfig, Sam3VisionConfig, Sam3ViTConfig)
+
+    patch, width = 14, 128
+    grid = image_size // patch
+    backbone = Sam3ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, image_size=image_size, patch_size=patch,
+                             window_size=2, global_attn_indexes=[0, 1])
+    vision = Sam3VisionConfig(backbone_config=backbone, fpn_hidden_size=width,
+                              scale_factors=[4.0, 2.0, 1.0, 0.5])
+    small = dict(num_attention_heads=4, intermediate_size=64)
+    detector = Sam3Config(
+        vision_config=vision,
+        text_config=dict(vocab_size=len(SAM3_WORDS) + 3, hidden_size=32, intermediate_size=64,
+                         projection_dim=32, num_hidden_layers=1, num_attention_heads=4,
+                         max_position_embeddings=32, hidden_act="gelu"),
+        geometry_encoder_config=Sam3GeometryEncoderConfig(
+            hidden_size=width, num_layers=1, mask_fuser_hidden_size=width,
+            mask_fuser_num_layers=1, **small),
+        detr_encoder_config=Sam3DETREncoderConfig(hidden_size=width, num_layers=1, **small),
+        detr_decoder_config=Sam3DETRDecoderConfig(hidden_size=width, num_layers=1,
+                                                  num_queries=queries, **small),
+        mask_decoder_config=Sam3MaskDecoderConfig(hidden_size=width, num_upsampling_stages=2))
+    tracker_vision = vision.to_dict()
+    tracker_vision["backbone_feature_sizes"] = [[4 * grid] * 2, [2 * grid] * 2, [grid] * 2]
+    tracker = dict(
+        model_type="sam3_tracker_video", vision_config=tracker_vision, image_size=image_size,
+        prompt_encoder_config=dict(hidden_size=width, image_size=image_size, patch_size=patch),
+        mask_decoder_config=dict(hidden_size=width, mlp_dim=64, num_attention_heads=4,
+                                 iou_head_hidden_dim=width),
+        memory_attention_hidden_size=width, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[grid] * 2,
+        memory_encoder_hidden_size=width, memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=width, memory_fuser_embed_dim=width,
+        memory_fuser_intermediate_dim=64, num_maskmem=2)
+    config = Sam3VideoConfig(detector_config=detector.to_dict(), tracker_config=tracker,
+                             low_res_mask_size=4 * grid, hotstart_delay=0,
+                             score_threshold_detection=0.0, new_det_thresh=0.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Sam3VideoModel(config).eval()
+
+
+def save_sam3_video_model(path: str | Path, *, image_size: int = 56, seed: int = 0) -> Path:
+    """Write the tiny SAM 3 video model with its preprocessor config and a word-level
+    tokenizer over SAM3_WORDS (padding with <pad> = 0) to `path`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    path = Path(path)
+    build_sam3_video_model(image_size=image_size, seed=seed).save_pretrained(path)
+    (path / "preprocessor_config.json").write_text(json.dumps({
+        "size": {"height": image_size, "width": image_size}, "image_mean": [0.5] * 3,
+        "image_std": [0.5] * 3}))
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(SAM3_WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(path)
     return path
