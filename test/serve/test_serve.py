@@ -212,7 +212,10 @@ def test_server_killed_mid_run_node_keeps_bounded_clips_and_recovers(server, sma
     try:
         node = harness.add(EgoxNode(config=config, namespace=f"/serve{os.getpid()}",
                                     context=harness.context))
-        for _ in range(5):
+        node._enqueue(dataclasses.replace(clip, meta={}), time.monotonic())
+        wait_until(lambda: node.stats()["backend_requests"] >= 1, 20,
+                   what="the first clip in flight")
+        for _ in range(4):
             node._enqueue(dataclasses.replace(clip, meta={}), time.monotonic())
         wait_until(lambda: node.stats()["backend_retries"] >= 1, 20,
                    what=lambda: f"server down in {node.stats()}")
