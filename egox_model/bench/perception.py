@@ -7,7 +7,8 @@ default) or the published architectures' sizes (`size` 'real', the GPU default: 
 Anything V2 Small and Large, Depth Pro). Every model runs once on one frame to warm up, then
 on the whole clip in batches (`perception.batch_size`). Also timed: D_v's frame-to-frame
 alignment, motion masks for a static and (compensated) for a moving exo camera, and the
-configured mask model.
+mask model (the configured one, else a random-weight SAM 3: tiny, or its default config at
+`size` 'real').
 """
 from __future__ import annotations
 
@@ -116,16 +117,36 @@ def run_perception_bench(config: PerceptionBenchConfig = PerceptionBenchConfig()
                           f"{mconfig.window})", "ms_per_frame": round(_median_ms(
                               lambda: motion_masks(frames, mconfig, depth_m=scene.exo_depth_m,
                                                    K=K, c2w=moving), config.repeats, num), 3)})
-    if config.perception.mask_model:
-        from egox_model.perception.masks import TextMaskEstimator
-        from egox_model.perception.sam3 import load_sam3_segmenter
+    from egox_model.perception.masks import TextMaskEstimator
+    from egox_model.perception.sam3 import Sam3VideoSegmenter, load_sam3_segmenter
 
-        p = config.perception
-        masks = TextMaskEstimator(load_sam3_segmenter(p.mask_model, device=p.device,
-                                                      dtype=p.dtype), p.mask_dilate_px)
-        rows.append({"stage": f"masks: {p.mask_model}", "ms_per_frame": round(_median_ms(
-            lambda: masks.estimate(frames, list(p.mask_phrases)), config.repeats, num), 3),
-            "licence": masks.info.get("licence")})
+    p = config.perception
+    if p.mask_model:
+        segmenter, name = load_sam3_segmenter(p.mask_model, device=p.device,
+                                              dtype=p.dtype), p.mask_model
+    else:                              # random weights: tiny, or SAM 3's own default config
+        from egox_model.perception.tiny import build_sam3_tokenizer, build_sam3_video_model
+
+        device = resolve_device(p.device)
+        if config.size == "tiny":
+            model, side, name = build_sam3_video_model(), 56, "tiny-sam3-video"
+        else:
+            from transformers import Sam3VideoConfig, Sam3VideoModel
+
+            model, side, name = Sam3VideoModel(Sam3VideoConfig()).eval(), 1008, "sam3-video"
+        segmenter = Sam3VideoSegmenter(
+            model, build_sam3_tokenizer(), {"size": {"height": side, "width": side}},
+            device=device, dtype=resolve_dtype(p.dtype, device),
+            info={"licence": "random weights (SAM licence for the released ones)"})
+    masks = TextMaskEstimator(segmenter, p.mask_dilate_px)
+    phrases = list(p.mask_phrases)
+    masks.estimate(frames[:1], phrases)                                       # warm-up
+    ms = _median_ms(lambda: masks.estimate(frames, phrases), config.repeats, num)
+    rows.append({"stage": f"masks: {name} ({len(phrases)} phrases)", "ms_per_frame": round(ms, 3),
+                 "params_m": round(sum(q.numel() for q in segmenter.model.parameters()) / 1e6,
+                                   3), "input": f"{segmenter.input_size[0]}x"
+                 f"{segmenter.input_size[1]}", "device": segmenter.info["device"],
+                 "dtype": segmenter.info["dtype"], "licence": segmenter.info.get("licence")})
 
     estimates = synthetic_depth_estimates(scene.exo_depth_m)
     clip = scene.to_clip(exo_depth_mono_m=estimates.depth_mono_m,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["DEPTH_MODELS", "SAM3_WORDS", "build_depth_model", "build_sam3_video_model",
-           "save_depth_model", "save_sam3_video_model"]
+__all__ = ["DEPTH_MODELS", "SAM3_WORDS", "build_depth_model", "build_sam3_tokenizer",
+           "build_sam3_video_model", "save_depth_model", "save_sam3_video_model"]
 
 _IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
 _DA_PROCESSOR = {"size": {"height": 518, "width": 518}, "keep_aspect_ratio": True,
@@ -163,17 +163,22 @@ def build_sam3_video_model(*, image_size: int = 56, queries: int = 2, seed: int 
 def save_sam3_video_model(path: str | Path, *, image_size: int = 56, seed: int = 0) -> Path:
     """Write the tiny SAM 3 video model with its preprocessor config and a word-level
     tokenizer over SAM3_WORDS (padding with <pad> = 0) to `path`."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     path = Path(path)
     build_sam3_video_model(image_size=image_size, seed=seed).save_pretrained(path)
     (path / "preprocessor_config.json").write_text(json.dumps({
         "size": {"height": image_size, "width": image_size}, "image_mean": [0.5] * 3,
         "image_std": [0.5] * 3}))
+    build_sam3_tokenizer().save_pretrained(path)
+    return path
+
+
+def build_sam3_tokenizer():
+    """A word-level tokenizer over SAM3_WORDS (padding with <pad> = 0)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(SAM3_WORDS)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(path)
-    return path
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")

@@ -11,6 +11,7 @@ def test_bench_times_random_tiny_models_and_the_prior():
     assert stages[:3] == ["depth: tiny-depth-pro", "depth: tiny-da-metric",
                           "depth: tiny-da-relative"]
     assert any("moving camera (compensated" in s for s in stages)
+    assert any(s.startswith("masks: tiny-sam3-video") for s in stages)
     assert all(row["ms_per_frame"] > 0 for row in result["rows"])
     assert set(result["prior_stages_ms_per_frame"]) >= {"fusion", "lift", "render"}
     assert result["rows"][0]["kind"] == "metric" and result["rows"][2]["kind"] == \
