@@ -136,16 +136,17 @@ def _decode_array(name: str, entry: Any, parts: list[bytes]) -> np.ndarray:
         if _png_size(part, name) != frame_hw:
             raise WireError(f"array {name!r}: a PNG part is {_png_size(part, name)}, the "
                             f"header says {frame_hw}")
-    flag = cv2.IMREAD_COLOR if channels else cv2.IMREAD_UNCHANGED
-    frames = list(_pool().map(lambda p: cv2.imdecode(np.frombuffer(p, np.uint8), flag),
-                              parts))
+    # Decoded as stored (no conversion), then checked: a 16-bit or RGBA "RGB" frame, or a
+    # colour "mask", is an error rather than silently converted.
+    frames = list(_pool().map(
+        lambda p: cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_UNCHANGED), parts))
     dtype = np.uint16 if encoding == "png_depth" else np.uint8
+    want_shape = frame_hw + ((3,) if channels else ())
     out = np.empty(shape, dtype=dtype)
     for i, frame in enumerate(frames):
-        if frame is None or frame.shape[:2] != frame_hw or frame.dtype != dtype \
-                or frame.ndim != (3 if channels else 2):
+        if frame is None or frame.shape != want_shape or frame.dtype != dtype:
             raise WireError(f"array {name!r}: frame {i} does not decode to a "
-                            f"{frame_hw} {np.dtype(dtype).name} image")
+                            f"{want_shape} {np.dtype(dtype).name} image")
         out[i] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if channels else frame
     if encoding == "png_mask":
         return out.astype(bool)
@@ -287,9 +288,12 @@ def decode_clip(data: bytes, *, max_decoded_bytes: int = MAX_DECODED_BYTES
     options = header.get("options", {})
     if not isinstance(options, dict):
         raise WireError(f"header field 'options' must be an object, got {options!r}")
+    try:
+        stamps = None if stamps is None else np.asarray(stamps, dtype=np.int64)
+    except OverflowError:
+        raise WireError("header field 'stamps_ns' holds integers beyond int64") from None
     clip = Clip(exo_rgb=arrays["exo_rgb"], exo_K=cameras["exo_K"], exo_c2w=poses["exo_c2w"],
-                ego_K=cameras["ego_K"], ego_c2w=poses["ego_c2w"],
-                stamps_ns=None if stamps is None else np.asarray(stamps, dtype=np.int64),
+                ego_K=cameras["ego_K"], ego_c2w=poses["ego_c2w"], stamps_ns=stamps,
                 prompt=_field(header, "prompt", str),
                 fps=float(_field(header, "fps", (int, float))),
                 dynamic_mask=arrays.get("dynamic_mask"),

@@ -133,6 +133,7 @@ def test_malformed_messages_are_wire_errors():
         "'lengths'": _patched(good, lambda h: h["arrays"]["exo_rgb"].update(lengths="x")),
         "no 'arrays' table": _patched(good, lambda h: h.pop("arrays")),
         "stamps_ns": _patched(good, lambda h: h.update(stamps_ns=[1.5, 2])),
+        "beyond int64": _patched(good, lambda h: h.update(stamps_ns=[2**63, 0])),
         "cameras are malformed": _patched(good, lambda h: h["exo_K"].update(bogus=1)),
         "poses are malformed": _patched(good, lambda h: h["ego_c2w"][0].append([1.0])),
     }
@@ -149,6 +150,29 @@ def test_malformed_messages_are_wire_errors():
     broken = good[:start] + b"x" * 30 + good[start + 30:]
     with pytest.raises(WireError, match="not a PNG"):
         decode_clip(broken)
+
+
+def _with_frame(data: bytes, frame: np.ndarray) -> bytes:
+    """The message with exo_rgb frame 0 replaced by the PNG of `frame` (lengths fixed)."""
+    size = struct.unpack_from("<I", data, 6)[0]
+    header = json.loads(data[10:10 + size])
+    lengths = header["arrays"]["exo_rgb"]["lengths"]
+    png = cv2.imencode(".png", frame)[1].tobytes()
+    start = 10 + size
+    rest = data[start + lengths[0]:]
+    lengths[0] = len(png)
+    text = json.dumps(header).encode()
+    return data[:6] + struct.pack("<I", len(text)) + text + png + rest
+
+
+@pytest.mark.parametrize("frame,kind", [
+    (np.zeros((6, 8, 3), np.uint16), "16-bit RGB"), (np.zeros((6, 8, 4), np.uint8), "RGBA"),
+    (np.zeros((6, 8), np.uint8), "grey")])
+def test_rgb_frames_of_another_kind_are_rejected_not_converted(frame, kind):
+    good = encode_clip(random_clip(2, (6, 8), (4, 4)))
+    decode_clip(_with_frame(good, np.zeros((6, 8, 3), np.uint8)))       # the helper is sound
+    with pytest.raises(WireError, match=r"frame 0 does not decode to a \(6, 8, 3\) uint8"):
+        decode_clip(_with_frame(good, frame))
 
 
 def test_token_checks(tmp_path, monkeypatch):
