@@ -74,6 +74,7 @@ def run_remote_bench(*, frames: int = 49, repeats: int = 3, port: int = 8000) ->
         "encode_ms": round(med(p["encode_ms"] for p in parts), 1),
         "http_rtt_ms": round(med(p["rtt_ms"] for p in parts), 1),
         "server_generate_ms": round(med(p["server_ms"] for p in parts), 1),
+        "server_decode_ms": round(med(p["server_decode_ms"] for p in parts), 1),
         "decode_ms": round(med(p["decode_ms"] for p in parts), 1),
         "request_bytes": parts[-1]["request_bytes"], "response_bytes": parts[-1]["response_bytes"],
         "raw_request_bytes": int(raw),
@@ -96,7 +97,8 @@ def format_remote_bench(result: dict) -> str:
         f"{'ms per clip':28}{result['local_ms']:>10.0f}{result['remote_ms']:>10.0f}"
         f"{result['ratio']:>8.2f}",
         f"  remote parts: encode {result['encode_ms']:.0f} + HTTP round trip "
-        f"{result['http_rtt_ms']:.0f} (server generate {result['server_generate_ms']:.0f}) + "
+        f"{result['http_rtt_ms']:.0f} (server: decode {result['server_decode_ms']:.0f}, "
+        f"generate {result['server_generate_ms']:.0f}, the rest encode + transfer) + "
         f"decode {result['decode_ms']:.0f} ms",
         f"payload per clip: request {result['request_bytes'] / mb:.1f} MB (raw "
         f"{result['raw_request_bytes'] / mb:.1f}), response {result['response_bytes'] / mb:.1f}"

@@ -193,7 +193,8 @@ class RemoteGenerator(Generator):
             self.counters["bytes_received"] += len(data)
             self.last_wire = {"request_bytes": len(body), "response_bytes": len(data),
                               "encode_ms": encode_ms, "decode_ms": decode_ms,
-                              "server_ms": float(extra.get("server_ms", 0.0))}
+                              "server_ms": float(extra.get("server_ms", 0.0)),
+                              "server_decode_ms": float(extra.get("server_decode_ms", 0.0))}
         if callback is not None:
             callback(0, 1)
         output.diagnostics = {**output.diagnostics, "remote": {

@@ -51,7 +51,9 @@ class EgoxServer:
     # ---- the work of one request (a worker thread) -----------------------------------------
     def _run(self, body: bytes, deadline: float) -> tuple[bytes, str]:
         """(response body, "") or (b"", the reason it timed out waiting for the backend)."""
+        start = time.perf_counter()
         clip, options = decode_clip(body)
+        decode_ms = (time.perf_counter() - start) * 1e3
         if not self._busy.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return b"", "waited for the backend past request_timeout_s"
         try:
@@ -62,7 +64,8 @@ class EgoxServer:
         finally:
             self._busy.release()
         return encode_output(output, with_prior=bool(options.get("return_prior", True)),
-                             extra={"server_ms": server_ms}), ""
+                             extra={"server_ms": server_ms,
+                                    "server_decode_ms": decode_ms}), ""
 
     # ---- the FastAPI app, built on the replica after __init__ ------------------------------
     def __serve_build_asgi_app__(self) -> Any:
