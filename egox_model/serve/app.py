@@ -15,6 +15,7 @@ every route but /healthz.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from typing import Any
@@ -30,6 +31,9 @@ from egox_model.serve.errors import WireError
 from egox_model.serve.wire import CONTENT_TYPE, decode_clip, encode_output
 
 __all__ = ["EgoxServer"]
+
+#: Serve's replica logger: records land in logs/serve/replica_*.log of the Ray session.
+logger = logging.getLogger("ray.serve")
 
 
 class EgoxServer:
@@ -107,6 +111,7 @@ class EgoxServer:
                 raise HTTPException(504, f"not done within {self.request_timeout_s:g} s "
                                          "(serve.request_timeout_s)") from None
             except Exception as err:  # noqa: BLE001 - the backend failed: tell the client
+                logger.exception("backend %s failed on a clip", self.generator.name)
                 raise HTTPException(500, f"backend {self.generator.name} failed: "
                                          f"{type(err).__name__}: {err}") from None
             if late:

@@ -57,8 +57,9 @@ class Slow:
 def replica():
     server = EgoxServer({"backend": "prior"}, token_digest("t0k"), 10_000_000, 0.5)
     server.generator = Slow(server.generator)
+    slow = server.generator
     yield server, server.__serve_build_asgi_app__()
-    server.generator.gate.set()
+    slow.gate.set()
 
 
 HEADERS = {"authorization": "Bearer t0k", "content-type": CONTENT_TYPE}
@@ -87,3 +88,22 @@ def test_a_request_past_the_timeout_is_504_and_the_next_one_waits(replica, small
     status, text = asyncio.run(call(app, "POST", "/v1/generate", body, HEADERS))
     assert status == 200 and decode_output(text)[0].backend == "prior"
     assert asyncio.run(call(app, "POST", "/v1/generate", body, {}))[0] == 401
+
+
+def test_a_failing_backend_is_500_with_its_message_and_a_logged_traceback(replica, small_scene,
+                                                                          caplog):
+    server, app = replica
+
+    class Broken:
+        name = "prior"
+
+        def generate(self, clip, *, callback=None):
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+    server.generator = Broken()
+    with caplog.at_level("ERROR", logger="ray.serve"):
+        status, text = asyncio.run(call(app, "POST", "/v1/generate",
+                                        encode_clip(small_scene.to_clip()), HEADERS))
+    assert status == 500 and b"RuntimeError: CUDA out of memory (simulated)" in text
+    assert any(r.exc_info and "CUDA out of memory" in str(r.exc_info[1])
+               for r in caplog.records)
