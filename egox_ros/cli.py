@@ -186,6 +186,9 @@ def _convert_on_ray(in_dir: Path, out_dir: Path, cfg: EgoxConfig, address: str, 
     find_bags(in_dir)                     # a wrong IN_DIR fails before Ray starts
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"OUT_DIR {out_dir} exists and is not a directory")
+    if out_dir.resolve().is_relative_to(in_dir.resolve()):
+        raise ConfigError(f"OUT_DIR {out_dir} is inside IN_DIR {in_dir}: its bags would be "
+                          "read as input; choose a directory outside IN_DIR")
     if num_cpus is not None and address != "auto":
         raise ConfigError("--num-cpus sizes the local Ray of --ray auto; a cluster at "
                           f"{address!r} has its own")

@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -98,17 +99,19 @@ class LocalRunner:
         pass
 
 
-_WORKER_GENERATOR: tuple[Any, Generator] | None = None
+_WORKER_GENERATOR: tuple[str, Generator] | None = None
 
 
-def _generate_on_worker(factory: Callable[[EgoxConfig], Generator], config: EgoxConfig,
+def _generate_on_worker(spec: tuple[str, Callable[[EgoxConfig], Generator], EgoxConfig],
                         clip: Clip) -> GeneratorOutput:
-    """The Ray task: build the generator once per worker process (and config), run a clip."""
+    """The Ray task: build the generator once per worker process and run (the run's token,
+    not the factory's identity, decides: a factory pickled by value is a new object in every
+    task), then generate one clip."""
     global _WORKER_GENERATOR
-    key = (factory, config)
-    if _WORKER_GENERATOR is None or _WORKER_GENERATOR[0] != key:
+    token, factory, config = spec
+    if _WORKER_GENERATOR is None or _WORKER_GENERATOR[0] != token:
         _WORKER_GENERATOR = None                     # free the old one before building
-        _WORKER_GENERATOR = (key, factory(config))
+        _WORKER_GENERATOR = (token, factory(config))
     return _WORKER_GENERATOR[1].generate(clip)
 
 
@@ -122,7 +125,7 @@ class RayRunner:
         self.gpus_per_task, self.cpus_per_task = gpus_per_task, cpus_per_task
         self._task = ray.remote(num_gpus=gpus_per_task, num_cpus=cpus_per_task, max_calls=0,
                                 max_retries=0)(_generate_on_worker)
-        self._config, self._factory = ray.put(config), ray.put(factory)
+        self._spec = ray.put((uuid.uuid4().hex, factory, config))
 
     def slots(self) -> int:
         """How many tasks the cluster can run at once; ConfigError when not one."""
@@ -139,7 +142,7 @@ class RayRunner:
         return min(by_cpu, by_gpu)
 
     def submit(self, clip: Clip) -> Any:
-        return self._task.remote(self._factory, self._config, clip)
+        return self._task.remote(self._spec, clip)
 
     def result(self, handle: Any) -> GeneratorOutput:
         return self._ray.get(handle)

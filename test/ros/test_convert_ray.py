@@ -119,7 +119,41 @@ def bags(tmp_path_factory):
     return root, in_dir, ref, params, scenes
 
 
-def test_ray_auto_equals_one_process_and_names_broken_bags(bags, tmp_path):
+def _backend(builds: Path, fail: tuple[int, int] = (0, 0)):
+    """A `make_backend` stand-in for the workers (a closure: pickled by value): the prior
+    backend, one line appended to `builds` per generator built, and clips whose first stamp
+    is in [fail[0], fail[1]) raise."""
+    def backend(cfg):
+        from egox_model.generator import make_generator
+        with open(builds, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        real = make_generator(cfg)
+
+        class Injected:
+            def generate(self, clip):
+                if fail[0] <= int(clip.stamps_ns[0]) < fail[1]:
+                    raise RuntimeError(f"injected failure at stamp {int(clip.stamps_ns[0])}")
+                return real.generate(clip)
+        return Injected()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private loopback-only Ray (2 CPUs) for the in-process runs of this module: `egox
+    convert --ray auto` uses the Ray its process has started (the subprocesses start their
+    own)."""
+    import ray
+
+    from egox_ros.convert_ray import start_local_ray
+    start_local_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+def test_ray_auto_equals_one_process_and_names_broken_bags(bags, local_ray, tmp_path,
+                                                           monkeypatch):
+    import egox_ros.node
     from egox_ros.cli import app
 
     root, in_dir, ref, params, scenes = bags
@@ -134,6 +168,8 @@ def test_ray_auto_equals_one_process_and_names_broken_bags(bags, tmp_path):
     (corrupt / "d_corrupt.mcap").write_bytes((in_dir / "a" / "a.mcap").read_bytes()[:3000])
     _write_bag(mixed / "e_no_depth", scenes["a"], 0, with_depth=False)
     out = tmp_path / "out"
+    builds = tmp_path / "builds.txt"
+    monkeypatch.setattr(egox_ros.node, "make_backend", _backend(builds))
     result = CliRunner().invoke(
         app, ["convert", "--ray", "auto", "--num-cpus", "2", str(mixed), str(out),
               "--config", str(params)])
@@ -142,13 +178,15 @@ def test_ray_auto_equals_one_process_and_names_broken_bags(bags, tmp_path):
     by_name = {r["name"]: r for r in report["results"]}
     assert (report["done"], report["skipped"], report["failed"]) == (3, 0, 2)
     assert {n: by_name[n]["clips"] for n in GOOD} == {"a": 3, "b": 2, "c": 4}
-    assert "cannot open" in by_name["d_corrupt"]["reason"] or \
-        "d_corrupt" in by_name["d_corrupt"]["reason"], by_name["d_corrupt"]
+    assert by_name["d_corrupt"]["reason"].startswith(
+        f"BagError: cannot open {corrupt} as a rosbag2 bag"), by_name["d_corrupt"]
     assert "lacks required topic(s) /exo/depth" in by_name["e_no_depth"]["reason"]
     assert "failed  d_corrupt" in result.stderr and "failed  e_no_depth" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(GOOD)  # nothing partial left
     for name in GOOD:
         _assert_same_bag(out / name, ref / name)
+    pids = builds.read_text().split()                 # one generator per worker, not per clip
+    assert len(pids) == len(set(pids)) <= 2, pids
 
 
 _DRIVER = textwrap.dedent("""
@@ -156,44 +194,42 @@ _DRIVER = textwrap.dedent("""
     import egox_ros.node
     from egox_ros.cli import main
 
-    DELAY, FAIL_FROM, FAIL_TO = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    DELAY = float(sys.argv[1])
 
     def backend(cfg):       # pickled by value (defined in __main__): runs on the workers
         import time
         from egox_model.generator import make_generator
         real = make_generator(cfg)
 
-        class Injected:
+        class Slow:
             def generate(self, clip):
-                if FAIL_FROM <= int(clip.stamps_ns[0]) < FAIL_TO:
-                    raise RuntimeError(f"injected failure at stamp {int(clip.stamps_ns[0])}")
                 time.sleep(DELAY)
                 return real.generate(clip)
-        return Injected()
+        return Slow()
 
     egox_ros.node.make_backend = backend
     sys.argv = ["egox", "convert", "--ray", "auto", "--num-cpus", "2", "--max-in-flight", "2",
-                "--no-progress", *sys.argv[4:]]
+                "--no-progress", *sys.argv[2:]]
     main()
 """)
 
 
-def _driver(tmp_path: Path, args: list[str], delay: float = 0.0,
-            fail: tuple[int, int] = (0, 0)) -> subprocess.Popen:
+def _driver(tmp_path: Path, args: list[str], delay: float) -> subprocess.Popen:
+    """`egox convert --ray auto ARGS` in a new process group, each clip `delay` s slower."""
     script = tmp_path / "driver.py"
     script.write_text(_DRIVER)
-    return subprocess.Popen([sys.executable, str(script), str(delay), str(fail[0]),
-                             str(fail[1]), *args], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    return subprocess.Popen([sys.executable, str(script), str(delay), *args],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
-def test_killed_run_restarted_finishes_the_same_bags(bags, tmp_path):
+def test_killed_run_restarted_finishes_the_same_bags(bags, local_ray, tmp_path, monkeypatch):
     root, in_dir, ref, params, scenes = bags
     out = tmp_path / "out"
     args = [str(in_dir), str(out), "--config", str(params)]
     # 1. Killed (SIGKILL, the driver and the Ray it started) right after bag a is complete.
-    proc = _driver(tmp_path, args, delay=1.0)
+    proc = _driver(tmp_path, args, delay=0.5)
     try:
         deadline = time.monotonic() + 90
         while not (out / "a").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -206,20 +242,27 @@ def test_killed_run_restarted_finishes_the_same_bags(bags, tmp_path):
     _assert_same_bag(out / "a", ref / "a")
     finished_a = (out / "a" / "a.mcap").stat()
     # 2. Restarted with every clip of bag b failing: a skipped, b failed and named, c done.
+    import egox_ros.node
+    from egox_ros.cli import app
     first = int(scenes["b"].stamps_ns[0]) + BAG_OFFSET_NS
-    proc = _driver(tmp_path, args, fail=(first, first + BAG_OFFSET_NS))
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1, stderr
-    report = {r["name"]: r for r in json.loads(stdout.strip().splitlines()[-1])["results"]}
+    with monkeypatch.context() as patch:
+        patch.setattr(egox_ros.node, "make_backend",
+                      _backend(tmp_path / "builds.txt", fail=(first, first + BAG_OFFSET_NS)))
+        result = CliRunner().invoke(app, ["convert", "--ray", "auto", *args])
+    assert result.exit_code == 1, (result.output, result.stderr, result.exception)
+    report = {r["name"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])["results"]}
     assert [report[n]["status"] for n in GOOD] == ["skipped", "failed", "done"]
     assert report["b"]["reason"] == f"RuntimeError: injected failure at stamp {first}", report
     assert sorted(p.name for p in out.iterdir()) == ["a", "c"]
-    # 3. Restarted clean (in this process): only b is converted.
-    from egox_ros.cli import app
-    result = CliRunner().invoke(
-        app, ["convert", "--ray", "auto", "--num-cpus", "2", *args])
-    assert result.exit_code == 0, result.output + result.stderr
-    report = {r["name"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])["results"]}
+    # 3. Restarted clean, from another process joining this one's Ray by its address (the
+    #    cluster case): only b is converted.
+    import ray
+    address = ray.get_runtime_context().gcs_address
+    proc = subprocess.run([sys.executable, "-m", "egox_ros.cli", "convert", "--ray", address,
+                           "--no-progress", *args], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = {r["name"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])["results"]}
     assert [report[n]["status"] for n in GOOD] == ["skipped", "done", "skipped"]
     assert sorted(p.name for p in out.iterdir()) == sorted(GOOD)
     for name in GOOD:
@@ -228,7 +271,7 @@ def test_killed_run_restarted_finishes_the_same_bags(bags, tmp_path):
     assert (stat.st_ino, stat.st_mtime_ns) == (finished_a.st_ino, finished_a.st_mtime_ns)
 
 
-def test_gpu_tasks_on_a_cpu_cluster_are_refused(bags):
+def test_gpu_tasks_on_a_cpu_cluster_are_refused(bags, local_ray):
     from egox_model.errors import ConfigError
     from egox_ros.convert_ray import default_gpus_per_task, make_ray_runner, ray_session
     from egox_ros.node import make_backend
@@ -241,10 +284,80 @@ def test_gpu_tasks_on_a_cpu_cluster_are_refused(bags):
     assert default_gpus_per_task(load_config(params, "egox", wan)) == 1.0
     assert default_gpus_per_task(load_config(params, "egox", {**wan, "wan.device": "cpu"})) == 0
     assert isinstance(cfg, EgoxConfig)
-    with ray_session("auto", num_cpus=2):
+    with ray_session("auto", num_cpus=2):            # the module's Ray: kept running
         with pytest.raises(ConfigError, match=r"0 GPU\(s\) and 2 CPU\(s\).*--gpus-per-task"):
             make_ray_runner(cfg, make_backend, gpus_per_task=1.0, cpus_per_task=1.0,
                             max_in_flight=0)
         _, in_flight = make_ray_runner(cfg, make_backend, gpus_per_task=None,
                                        cpus_per_task=1.0, max_in_flight=0)
         assert in_flight == 4
+    import ray
+    assert ray.is_initialized()
+
+
+_ROUTABLE_NETNS = ("ip link set lo up && ip tuntap add dev t0 mode tun && "
+                   "ip addr add 10.99.0.1/24 dev t0 && ip link set t0 up && "
+                   "ip route add default via 10.99.0.2 dev t0 && exec \"$@\"")
+
+
+def _can_fake_a_routable_interface() -> bool:
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("strace") or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", _ROUTABLE_NETNS, "sh", "true"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+def test_local_ray_binds_and_connects_on_loopback_only(tmp_path):
+    """With a routable interface and a default route (a tun device in a private network
+    namespace: nothing can leave), every socket the local Ray binds or connects (all of its
+    processes, traced with strace) is on loopback: no node address from the routable
+    interface, no cloud-metadata probe (169.254.169.254, metadata.google.internal's DNS)."""
+    import re
+
+    if not _can_fake_a_routable_interface():
+        pytest.skip("needs root, strace, unshare and tun devices")
+    script = tmp_path / "ray_probe.py"
+    script.write_text(textwrap.dedent("""
+        import time
+        import ray
+        from egox_ros.convert_ray import start_local_ray
+        start_local_ray(num_cpus=1)
+        assert ray.get(ray.remote(lambda: 1).remote()) == 1
+        time.sleep(1.5)                  # the dashboard's cloud probe comes a moment later
+        ray.shutdown()
+    """))
+    log = tmp_path / "strace.txt"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))     # RAY_TMPDIR: short, from run_tests.sh
+    env.pop("RAY_USAGE_STATS_ENABLED", None)           # start_local_ray sets what it needs
+    run = subprocess.run(["unshare", "-n", "sh", "-c", _ROUTABLE_NETNS, "sh", "strace", "-f",
+                          "-qq", "-e", "trace=connect,bind", "-o", str(log), sys.executable,
+                          str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    text = log.read_text()
+    v4 = re.findall(r'sin_addr=inet_addr\("([^"]+)"\)', text)
+    v6 = re.findall(r'inet_pton\(AF_INET6, "([^"]+)"', text)
+    assert v4 and all(a.startswith("127.") for a in v4), sorted(set(v4))
+    assert all(a in ("::1", "::ffff:127.0.0.1") for a in v6), sorted(set(v6))
+
+
+def test_bad_directories_and_stray_flags_fail_before_ray_starts(bags, tmp_path):
+    from egox_model.errors import ConfigError
+    from egox_ros.cli import app
+
+    _, in_dir, _, params, _ = bags
+    cases = {("--ray", "auto", str(tmp_path / "none"), str(tmp_path / "o")):
+             "is not a directory; with --ray the arguments are a directory of bags",
+             ("--ray", "auto", str(tmp_path), str(tmp_path / "o")): "holds no bags",
+             ("--ray", "auto", str(in_dir), str(in_dir / "out")): "is inside IN_DIR",
+             ("--ray", "127.0.0.1:1", "--num-cpus", "2", str(in_dir), str(tmp_path / "o")):
+             "--num-cpus sizes the local Ray of --ray auto",
+             ("--num-cpus", "2", str(in_dir / "a"), str(tmp_path / "o")):
+             "--num-cpus applies to --ray conversion only"}
+    for args, message in cases.items():
+        result = CliRunner().invoke(app, ["convert", *args, "--config", str(params)])
+        assert isinstance(result.exception, ConfigError), (args, result.output)
+        assert message in str(result.exception), (args, str(result.exception))
+    assert not (tmp_path / "o").exists()
