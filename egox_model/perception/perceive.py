@@ -166,6 +166,9 @@ class PerceivingGenerator(Generator):
         return output
 
     def __getattr__(self, name: str):
+        """Everything else is the backend's (e.g. `status` of backend 'remote')."""
+        if name in ("backend", "perception"):        # not set yet: no recursion
+            raise AttributeError(name)
         return getattr(self.backend, name)
 
 

@@ -157,3 +157,19 @@ def test_summary_for_diagnostics_names_licences_and_the_weaker_choice(tiny_model
     assert "unknown (Depth Anything with backbone width 16" in summary["video_depth"]
     assert "weaker choice" in summary["video_depth"]
     assert summary["masks"].startswith("motion masks")
+
+
+def test_perceiving_generator_delegates_to_its_backend():
+    class Remote(PriorGenerator):
+        name = "remote"
+
+        def status(self):
+            return {"server": "up"}
+
+    wrapped = PerceivingGenerator(Remote(), Perception())
+    assert wrapped.name == "remote" and wrapped.status() == {"server": "up"}
+    with pytest.raises(AttributeError):
+        wrapped.no_such_thing
+    bare = PerceivingGenerator.__new__(PerceivingGenerator)
+    with pytest.raises(AttributeError):
+        bare.status

@@ -39,7 +39,7 @@ def test_every_node_parameter_is_a_flag(changed_values, tmp_path):
             "wan.adapter_paths": ["/loras/a.safetensors"], "wan.scheduler": "euler",
             "wan.num_inference_steps": 1}
     values = changed_values(EgoxConfig, base)
-    assert set(values) == {s.name for s in settings_of(EgoxConfig)} - {"depth_source"}
+    assert set(values) == {s.name for s in settings_of(EgoxConfig)}
     # Settings that constrain each other, changed together consistently.
     values.update({"wan.scheduler": "euler",
                    "wan.num_inference_steps": len(values["wan.scheduler_timesteps"])})
