@@ -23,6 +23,7 @@ running cluster, whose nodes need this package installed.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -346,8 +347,9 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None) -> None:
-    """Start a private Ray on this machine that talks over loopback only.
+def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None
+                    ) -> Callable[[], None]:
+    """Start a private Ray on this machine that talks over loopback only; returns `stop`.
 
     What each setting stops (Ray 2.60, checked with strace in a network namespace with a
     routable interface):
@@ -362,13 +364,26 @@ def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None) ->
       a closed loopback port instead (http(s)_proxy while Ray starts, loopback exempt);
       tasks get the caller's proxy settings back through the job's runtime_env.
     - `include_dashboard=False`; logs and sockets under `temp_dir` (or $RAY_TMPDIR).
+    - Ray's own token auth (on by default in 2.60) with a fresh random `RAY_AUTH_TOKEN` for
+      this cluster (as `egox serve` does) instead of a generated `~/.ray/auth_token`, unless
+      Ray auth is configured already; `stop` removes it again.
     """
+    import ray
+    own_token = None
+    if not any(os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+                                           "RAY_AUTH_MODE")):
+        own_token = os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+    def stop() -> None:
+        ray.shutdown()
+        if own_token is not None and os.environ.get("RAY_AUTH_TOKEN") == own_token:
+            os.environ.pop("RAY_AUTH_TOKEN")
+
     saved = {k: os.environ.get(k, "") for k in _PROXY_VARS}
     quiet = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
              **{k: _DEAD_PROXY for k in _PROXY_VARS if "no_proxy" not in k.lower()},
              "no_proxy": "127.0.0.1,localhost,::1", "NO_PROXY": "127.0.0.1,localhost,::1"}
     with _env(quiet):
-        import ray
         from ray._private import ray_constants
         ray_constants.ENABLE_RAY_CLUSTER = False    # in case ray was imported before
         temp_dir = temp_dir or os.environ.get("RAY_TMPDIR") or None
@@ -378,9 +393,10 @@ def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None) ->
                  **({"_temp_dir": str(Path(temp_dir).resolve())} if temp_dir else {}))
     addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
     if addresses != {"127.0.0.1"}:
-        ray.shutdown()
+        stop()
         raise EgoxError(f"the local Ray came up on {sorted(addresses)}, not on loopback only; "
                         "stopped it (a Ray version this code does not know?)")
+    return stop
 
 
 @contextmanager
@@ -392,14 +408,15 @@ def ray_session(address: str, *, num_cpus: int | None = None) -> Iterator[None]:
         yield
         return
     if address == "auto":
-        start_local_ray(num_cpus)
+        stop = start_local_ray(num_cpus)
     else:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(address=address, configure_logging=False, log_to_driver=False)
+        stop = ray.shutdown
     try:
         yield
     finally:
-        ray.shutdown()
+        stop()
 
 
 def make_ray_runner(config: EgoxConfig, factory: Callable[[EgoxConfig], Generator], *,

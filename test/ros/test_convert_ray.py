@@ -143,12 +143,9 @@ def local_ray():
     """One private loopback-only Ray (2 CPUs) for the in-process runs of this module: `egox
     convert --ray auto` uses the Ray its process has started (the subprocesses start their
     own)."""
-    import ray
-
-    from egox_ros.convert_ray import start_local_ray
-    start_local_ray(num_cpus=2)
-    yield
-    ray.shutdown()
+    from egox_ros.convert_ray import ray_session
+    with ray_session("auto", num_cpus=2):
+        yield
 
 
 def test_ray_auto_equals_one_process_and_names_broken_bags(bags, local_ray, tmp_path,
@@ -324,10 +321,10 @@ def test_local_ray_binds_and_connects_on_loopback_only(tmp_path):
         import time
         import ray
         from egox_ros.convert_ray import start_local_ray
-        start_local_ray(num_cpus=1)
+        stop = start_local_ray(num_cpus=1)
         assert ray.get(ray.remote(lambda: 1).remote()) == 1
         time.sleep(1.5)                  # the dashboard's cloud probe comes a moment later
-        ray.shutdown()
+        stop()
     """))
     log = tmp_path / "strace.txt"
     env = dict(os.environ, PYTHONPATH=str(ROOT))     # RAY_TMPDIR: short, from run_tests.sh
