@@ -22,6 +22,7 @@ running cluster, whose nodes need this package installed.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
@@ -191,15 +192,16 @@ def _fsync_tree(path: Path) -> None:
 
 
 def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    ray_error = type(err).__name__ in ("RayTaskError", "WorkerCrashedError") or \
-        type(err).__module__.startswith("ray.")
-    if ray_error and text:            # a task's error: its last line names the cause
+    """One line: the exception's type and message; for a Ray task's error, the task's own
+    exception (Ray wraps it with the remote traceback)."""
+    if type(err).__module__.startswith("ray."):
         cause = getattr(err, "cause", None)
-        if cause is not None:
-            return f"{type(cause).__name__}: {cause}"
-        return text[-1]
-    return f"{type(err).__name__}: {' '.join(text)}" if text else type(err).__name__
+        if cause is None:                                  # e.g. a worker that died
+            lines = str(err).strip().splitlines()
+            return f"{type(err).__name__}: {lines[-1] if lines else ''}"
+        err = cause
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 @dataclass
@@ -213,39 +215,50 @@ class _BagState:
     started: float = field(default_factory=time.monotonic)
 
 
-def convert_dir(in_dir: str | Path, out_dir: str | Path, config: EgoxConfig,
-                runner: ClipRunner, *, namespace: str = "/", node_name: str = "egox",
-                remap: dict[str, str] | None = None, max_in_flight: int = 2,
-                progress: Callable[[int, int], None] | None = None,
-                on_bad_input: Callable[[str, str, bool], None] | None = None
-                ) -> list[BagResult]:
-    """Convert every bag of `in_dir` into `out_dir/<bag name>`; one result per bag.
-
-    Clips go to `runner` as they are read, at most `max_in_flight` at a time, and are
-    written in order. `progress(clips done, clips expected)`; the expected count is an
-    estimate from the exo message counts until every bag has been read.
-    """
-    bags = find_bags(in_dir)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def _exclusive(out_dir: Path) -> Iterator[Path]:
+    """Hold OUT_DIR/.partial for this run: a second run on the same OUT_DIR is refused, and
+    whatever .partial holds is a killed run's leftovers (deleted). Yields the folder."""
     partial_root = out_dir / PARTIAL_DIR
-    read_kwargs = dict(namespace=namespace, remap=remap)
-    results = [BagResult(bag.name) for bag in bags]
-    todo = []
-    for bag, result in zip(bags, results):
-        if (out_dir / bag.name).exists():
-            result.status = "skipped"
-        else:
-            todo.append((bag, result))
-    expected = {bag.name: _estimate_clips(bag, config, **read_kwargs) for bag, _ in todo}
-    done = [0]
-    pending: deque[tuple[_BagState, Clip, Any]] = deque()
+    partial_root.mkdir(parents=True, exist_ok=True)
+    with open(partial_root / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another `egox convert --ray` is writing into {out_dir}; wait "
+                              "for it or choose another OUT_DIR") from None
+        for stale in partial_root.iterdir():
+            if stale.name != ".lock":
+                shutil.rmtree(stale)
+        try:
+            yield partial_root
+        finally:
+            if [p.name for p in partial_root.iterdir()] == [".lock"]:
+                (partial_root / ".lock").unlink()
+                partial_root.rmdir()
 
-    def tick() -> None:
-        if progress is not None:
-            progress(done[0], max(sum(expected.values()), done[0]))
 
-    def fail(state: _BagState, err: BaseException) -> None:
+class _DirConversion:
+    """The driver's loop: read bag after bag, send clips out (at most `max_in_flight`),
+    write results back in submission order, finish or fail each bag."""
+
+    def __init__(self, config: EgoxConfig, runner: ClipRunner, max_in_flight: int,
+                 progress: Callable[[int, int], None] | None, writer_kwargs: dict[str, Any],
+                 reader_kwargs: dict[str, Any]) -> None:
+        self.config, self.runner = config, runner
+        self.max_in_flight = max(1, max_in_flight)
+        self.progress = progress
+        self.writer_kwargs, self.reader_kwargs = writer_kwargs, reader_kwargs
+        self.pending: deque[tuple[_BagState, Clip, Any]] = deque()
+        self.expected: dict[str, int] = {}
+        self.done = 0
+
+    def tick(self) -> None:
+        if self.progress is not None:
+            self.progress(self.done, max(sum(self.expected.values()), self.done))
+
+    def fail(self, state: _BagState, err: BaseException) -> None:
+        """Stop a bag: its reason, its partial output deleted, its pending clips dropped."""
         if state.result.status == "failed":
             return
         state.result.status, state.result.reason = "failed", _reason(err)
@@ -257,7 +270,8 @@ def convert_dir(in_dir: str | Path, out_dir: str | Path, config: EgoxConfig,
             state.writer = None
         shutil.rmtree(state.partial, ignore_errors=True)
 
-    def finish_if_complete(state: _BagState) -> None:
+    def finish_if_complete(self, state: _BagState) -> None:
+        """Close, fsync and rename a bag into place once it is read and fully written."""
         if state.result.status != "running" or not state.read_done or state.pending:
             return
         writer, state.writer = state.writer, None
@@ -266,61 +280,89 @@ def convert_dir(in_dir: str | Path, out_dir: str | Path, config: EgoxConfig,
             _fsync_tree(state.partial)
             os.replace(state.partial, state.final)      # atomic: complete or absent
         except OSError as err:
-            fail(state, err)
+            self.fail(state, err)
             return
         state.result.status = "done"
         state.result.clips, state.result.ego_frames = writer.clips, writer.ego_frames
         state.result.seconds = round(time.monotonic() - state.started, 3)
 
-    def drain_one() -> None:
-        state, clip, handle = pending.popleft()
+    def drain_one(self) -> None:
+        """Wait for the oldest clip out and write it (or drop it: its bag failed)."""
+        state, clip, handle = self.pending.popleft()
         state.pending -= 1
         if state.result.status == "failed":
-            runner.cancel(handle)
+            self.runner.cancel(handle)
         else:
             try:
-                state.writer.write(clip, runner.result(handle))
+                state.writer.write(clip, self.runner.result(handle))
             except Exception as err:  # noqa: BLE001 - any task or write error fails the bag
-                fail(state, err)
-        done[0] += 1
-        tick()
-        finish_if_complete(state)
+                self.fail(state, err)
+        self.done += 1
+        self.tick()
+        self.finish_if_complete(state)
 
-    tick()
-    for bag, result in todo:
-        state = _BagState(result, out_dir / bag.name, partial_root / bag.name)
+    def read(self, bag: Path, state: _BagState) -> None:
+        """Read one bag, sending its clips out as they complete."""
+        name, result = bag.name, state.result
+        estimate, submitted = self.expected[name], 0
         result.status = "running"
-        estimate, submitted = expected[bag.name], 0
         try:
-            if state.partial.exists():
-                shutil.rmtree(state.partial)            # left by a killed run
-            partial_root.mkdir(exist_ok=True)
-            with BagClips(bag, config, on_bad_input=on_bad_input, **read_kwargs) as clips:
-                state.writer = EgoBagWriter(state.partial, config, namespace=namespace,
-                                            node_name=node_name).__enter__()
+            with BagClips(bag, self.config, **self.reader_kwargs) as clips:
+                state.writer = EgoBagWriter(state.partial, self.config,
+                                            **self.writer_kwargs).__enter__()
                 for clip in clips:
-                    while len(pending) >= max(1, max_in_flight):
-                        drain_one()
+                    while len(self.pending) >= self.max_in_flight:
+                        self.drain_one()
                     if result.status == "failed":       # a task of this bag failed
                         break
-                    pending.append((state, clip, runner.submit(clip)))
+                    self.pending.append((state, clip, self.runner.submit(clip)))
                     state.pending += 1
                     submitted += 1
-                    expected[bag.name] = max(estimate, submitted)
+                    self.expected[name] = max(estimate, submitted)
                 result.messages_read = clips.messages_read
                 result.counters = clips.counters()
         except Exception as err:  # noqa: BLE001 - a corrupt bag fails alone, others go on
-            fail(state, err)
-        expected[bag.name] = submitted
+            self.fail(state, err)
+        self.expected[name] = submitted
         state.read_done = True
-        tick()
-        finish_if_complete(state)
-    while pending:
-        drain_one()
-    try:
-        partial_root.rmdir()                            # only when empty
-    except OSError:
-        pass
+        self.tick()
+        self.finish_if_complete(state)
+
+
+def convert_dir(in_dir: str | Path, out_dir: str | Path, config: EgoxConfig,
+                runner: ClipRunner, *, namespace: str = "/", node_name: str = "egox",
+                remap: dict[str, str] | None = None, max_in_flight: int = 2,
+                progress: Callable[[int, int], None] | None = None,
+                on_bad_input: Callable[[str, str, bool], None] | None = None
+                ) -> list[BagResult]:
+    """Convert every bag of `in_dir` into `out_dir/<bag name>`; one result per bag.
+
+    Bags whose output exists are skipped. Clips go to `runner` as they are read, at most
+    `max_in_flight` at a time, and are written in order. `progress(clips done, clips
+    expected)`: the expected count is estimated from the exo message counts until every bag
+    has been read. ConfigError when another run is writing into `out_dir`.
+    """
+    bags = find_bags(in_dir)
+    out_dir = Path(out_dir)
+    results = [BagResult(bag.name) for bag in bags]
+    with _exclusive(out_dir) as partial_root:
+        run = _DirConversion(config, runner, max_in_flight, progress,
+                             writer_kwargs=dict(namespace=namespace, node_name=node_name),
+                             reader_kwargs=dict(namespace=namespace, remap=remap,
+                                                on_bad_input=on_bad_input))
+        todo = []
+        for bag, result in zip(bags, results):
+            if (out_dir / bag.name).exists():
+                result.status = "skipped"
+            else:
+                todo.append((bag, result))
+                run.expected[bag.name] = _estimate_clips(bag, config, namespace=namespace,
+                                                         remap=remap)
+        run.tick()
+        for bag, result in todo:
+            run.read(bag, _BagState(result, out_dir / bag.name, partial_root / bag.name))
+        while run.pending:
+            run.drain_one()
     return results
 
 

@@ -358,3 +358,33 @@ def test_bad_directories_and_stray_flags_fail_before_ray_starts(bags, tmp_path):
         assert isinstance(result.exception, ConfigError), (args, result.output)
         assert message in str(result.exception), (args, str(result.exception))
     assert not (tmp_path / "o").exists()
+
+
+def test_without_ray_and_one_run_per_out_dir(bags, tmp_path):
+    """convert_dir's loop with clips run in this process (no Ray) gives the same bags; a
+    second run on an OUT_DIR another run holds is refused before touching it."""
+    import fcntl
+
+    from egox_model.errors import ConfigError
+    from egox_ros.convert_ray import LocalRunner, convert_dir
+    from egox_ros.node import make_backend
+    from egox_ros.params import load_config
+
+    _, in_dir, ref, params, _ = bags
+    cfg = load_config(params, "egox", {})
+    out = tmp_path / "out"
+    (out / ".partial").mkdir(parents=True)
+    with open(out / ".partial" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="another `egox convert --ray` is writing"):
+            convert_dir(in_dir, out, cfg, LocalRunner(make_backend(cfg)))
+    (out / ".partial" / "b").mkdir()                   # a killed run's leftovers
+    seen = []
+    results = convert_dir(in_dir, out, cfg, LocalRunner(make_backend(cfg)), max_in_flight=1,
+                          progress=lambda done, total: seen.append((done, total)))
+    assert [(r.name, r.status, r.clips) for r in results] == [("a", "done", 3),
+                                                              ("b", "done", 2), ("c", "done", 4)]
+    assert seen[0] == (0, 9) and seen[-1] == (9, 9)
+    assert sorted(p.name for p in out.iterdir()) == sorted(GOOD)
+    for name in GOOD:
+        _assert_same_bag(out / name, ref / name)
