@@ -145,6 +145,10 @@ def convert(in_bag: Path = typer.Argument(..., help="recorded exo bag (MCAP or s
     if given:
         raise ConfigError(f"{given[0]} applies to --ray conversion only; add --ray auto (or a "
                           "cluster address) or drop it")
+    if in_bag.is_dir() and not (in_bag / "metadata.yaml").exists() and \
+            any((p / "metadata.yaml").exists() for p in in_bag.iterdir() if p.is_dir()):
+        raise ConfigError(f"IN_BAG {in_bag} is a directory of bags, not a bag: convert them "
+                          f"all with `egox convert --ray auto {in_bag} OUT_DIR`")
 
     from egox_ros.convert import convert_bag
     from egox_ros.node import make_backend

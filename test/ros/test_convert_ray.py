@@ -352,7 +352,9 @@ def test_bad_directories_and_stray_flags_fail_before_ray_starts(bags, tmp_path):
              ("--ray", "127.0.0.1:1", "--num-cpus", "2", str(in_dir), str(tmp_path / "o")):
              "--num-cpus sizes the local Ray of --ray auto",
              ("--num-cpus", "2", str(in_dir / "a"), str(tmp_path / "o")):
-             "--num-cpus applies to --ray conversion only"}
+             "--num-cpus applies to --ray conversion only",
+             (str(in_dir), str(tmp_path / "o")): "is a directory of bags, not a bag: convert "
+                                                 "them all with `egox convert --ray auto"}
     for args, message in cases.items():
         result = CliRunner().invoke(app, ["convert", *args, "--config", str(params)])
         assert isinstance(result.exception, ConfigError), (args, result.output)
