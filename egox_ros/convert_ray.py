@@ -13,9 +13,9 @@ One Ray task per clip (the generator call); everything else stays in the driver:
   same order as `egox convert IN_BAG OUT_BAG`.
 - Resumable: an output bag is written to `OUT_DIR/.partial/NAME` and renamed to
   `OUT_DIR/NAME` when complete; a bag whose output exists is skipped, a stale partial one
-  (a killed run) is deleted and redone. A failed bag (unreadable, missing topics, a task
-  error) leaves nothing behind, is named in the summary with its reason, and is retried by
-  the next run.
+  (a killed run) is deleted and redone; one run per OUT_DIR (a lock). A failed bag
+  (unreadable, missing topics, a task error) leaves nothing behind, is named in the summary
+  with its reason, and is retried by the next run.
 
 `auto` starts a private loopback-only Ray (see `start_local_ray`); an address connects to a
 running cluster, whose nodes need this package installed.
