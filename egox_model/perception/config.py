@@ -35,6 +35,10 @@ class PerceptionConfig:
                                      "CC-BY-NC-4.0); '' = D_v from depth_model's output. "
                                      "Either way D_v is per-frame depth aligned frame to "
                                      "frame, weaker than a video-consistent model")
+    video_smoothing: float = setting(0.5, "static exo camera: per-pixel exponential smoothing "
+                                     "weight of D_v's previous frame (changes above 10 % are "
+                                     "motion and kept); 0 = off", low=0.0, high=1.0,
+                                     high_open=True)
     mask_model: str = setting("", "local directory of a text-prompted video segmenter "
                               "(transformers Sam3VideoModel + its processor); '' = motion "
                               "masks (compensated for a moving exo camera)")

@@ -15,6 +15,7 @@ from egox_model.clip import Clip
 from egox_model.errors import ConfigError, InputError
 from egox_model.generator.base import Generator, StepCallback
 from egox_model.geometry.depth_fusion import FusionConfig
+from egox_model.geometry.dynamic import camera_moves
 from egox_model.output import GeneratorOutput
 from egox_model.perception.base import DepthEstimator, MaskEstimator
 from egox_model.perception.config import PerceptionConfig
@@ -35,13 +36,14 @@ class Perception:
     def __init__(self, depth: DepthEstimator | None = None,
                  video_depth: DepthEstimator | None = None, masks: MaskEstimator | None = None,
                  *, phrases: list[str] | tuple[str, ...] = (),
-                 fusion: FusionConfig = FusionConfig()) -> None:
+                 fusion: FusionConfig = FusionConfig(), video_smoothing: float = 0.0) -> None:
         if depth is not None and depth.kind != "metric":
             raise ConfigError("the per-frame depth model must predict metric depth (D_m); a "
                               "relative model belongs in perception.video_depth_model",
                               key="perception.depth_model")
         self.depth, self.video_depth, self.masks = depth, video_depth, masks
         self.phrases, self.fusion = list(phrases), fusion
+        self.video_smoothing = video_smoothing
 
     @classmethod
     def from_config(cls, config: PerceptionConfig,
@@ -65,7 +67,8 @@ class Perception:
 
             masks = TextMaskEstimator(load_sam3_segmenter(config.mask_model, **common),
                                       config.mask_dilate_px)
-        return cls(depth, video, masks, phrases=config.mask_phrases, fusion=fusion)
+        return cls(depth, video, masks, phrases=config.mask_phrases, fusion=fusion,
+                   video_smoothing=config.video_smoothing)
 
     def info(self) -> dict:
         """What is configured, with licences (for diagnostics and reports)."""
@@ -125,14 +128,16 @@ class Perception:
             mask = fields.get("dynamic_mask", clip.dynamic_mask)
             with stage_timer(timings, "perception_align", num):
                 depth_video, align = video_depth(inverse, None if mask is None else ~mask,
-                                                 self.fusion)
+                                                 self.fusion, smoothing=self.video_smoothing,
+                                                 camera_static=not camera_moves(clip.exo_c2w))
             fields["exo_depth_mono_m"] = mono.values
             fields["exo_depth_video"] = depth_video
             diagnostics["depth_model"] = self.depth.info
             diagnostics["video_depth"] = {
                 "source": "video_depth_model" if self.video_depth else "depth_model",
                 **(self.video_depth.info if self.video_depth else {}),
-                "note": align["note"], "failed_fits": align["failed_fits"]}
+                "note": align["note"], "failed_fits": align["failed_fits"],
+                "smoothed_fraction": align["smoothed_fraction"]}
         if not fields:
             return clip, diagnostics
         return dataclasses.replace(clip, **fields), diagnostics

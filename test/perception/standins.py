@@ -29,17 +29,19 @@ class RelativeFromTruth(DepthEstimator):
 
     kind = "inverse_relative"
 
-    def __init__(self, depth_m, seed=0):
+    def __init__(self, depth_m, seed=0, noise=0.0):
         rng = np.random.default_rng(seed + 100)
         num = len(depth_m)
         self.scale = rng.uniform(0.5, 2.0, num)
         self.shift = rng.uniform(0.0, 0.3, num)
+        self.pixel = 1 + noise * rng.standard_normal(depth_m.shape)      # per-pixel flicker
         self.depth_m = depth_m
         self.info = {"model_type": "stand-in", "licence": "n/a"}
 
     def estimate(self, frames, K):
         with np.errstate(divide="ignore"):
-            inv = self.scale[:, None, None] / self.depth_m + self.shift[:, None, None]
+            inv = self.scale[:, None, None] * self.pixel / self.depth_m \
+                + self.shift[:, None, None]
         return DepthPrediction(np.where(self.depth_m > 0, inv, 0).astype(np.float32),
                                "inverse_relative")
 
