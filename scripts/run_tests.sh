@@ -8,6 +8,9 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export RAY_USAGE_STATS_ENABLED=0
 RUN_DIR=$(mktemp -d -t egox-test-XXXX)
 export ROS_LOG_DIR="$RUN_DIR/ros_log" RAY_TMPDIR="$RUN_DIR/ray" MPLCONFIGDIR="$RUN_DIR/mpl"
+# Ray 2.60 authenticates its RPCs by default; one token for every Ray of this run (Ray
+# caches it per process), none written to ~/.ray/auth_token.
+export RAY_AUTH_TOKEN=${RAY_AUTH_TOKEN:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME="$RUN_DIR/hf"
 PYTEST=(.venv/bin/python -m pytest -q -p no:cacheprovider "$@")
 

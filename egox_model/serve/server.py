@@ -3,15 +3,16 @@
 Network hygiene: a private Ray started here binds its node to 127.0.0.1, has no dashboard,
 sends no usage statistics (`RAY_USAGE_STATS_ENABLED=0`, set before Ray is imported), keeps
 its files under `RAY_TMPDIR` (or Ray's default) and authenticates its own RPCs with a fresh
-random token (`RAY_AUTH_TOKEN`) unless the environment configures Ray's auth already. The
-HTTP proxy binds `serve.host` (127.0.0.1 by default); a non-loopback host is refused
-without a token.
+random token (`RAY_AUTH_TOKEN`) unless the environment configures Ray's auth already or
+this process imported Ray before. The HTTP proxy binds `serve.host` (127.0.0.1 by
+default); a non-loopback host is refused without a token.
 """
 from __future__ import annotations
 
 import os
 import secrets
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -24,7 +25,6 @@ from egox_model.serve.config import ServeConfig, is_loopback
 __all__ = ["APP_NAME", "RunningServer", "start_server", "wait_for_signal"]
 
 APP_NAME = "egox"
-_OWN_RAY_TOKEN: dict[str, str] = {}     # the Ray token this process made for its own Ray
 
 
 @dataclass
@@ -42,13 +42,16 @@ class RunningServer:
         serve.shutdown()
         if self.owns_ray:
             ray.shutdown()
-            if os.environ.get("RAY_AUTH_TOKEN") == _OWN_RAY_TOKEN.get("token"):
-                os.environ.pop("RAY_AUTH_TOKEN", None)
 
 
 def _start_ray(address: str) -> bool:
     """Connect to `address`, or start a private loopback-only Ray; True if started here."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray caches its auth token per process on first use: a fresh one only if Ray has not
+    # been imported here yet; it then stays in the environment (a later ray.init in this
+    # process must see the same token).
+    fresh_token = "ray" not in sys.modules and not any(
+        os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"))
     import ray
     if ray.is_initialized():
         return False
@@ -57,11 +60,10 @@ def _start_ray(address: str) -> bool:
     if address:
         ray.init(address=address, **options)
         return False
-    if not any(os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
-                                           "RAY_AUTH_MODE")):
+    if fresh_token:
         # Ray's own token auth (on by default in Ray 2.60) with a fresh token for this
         # private cluster, inherited by its processes, instead of a generated ~/.ray/auth_token.
-        os.environ["RAY_AUTH_TOKEN"] = _OWN_RAY_TOKEN["token"] = secrets.token_hex(32)
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     temp = os.environ.get("RAY_TMPDIR")
     ray.init(_node_ip_address="127.0.0.1", **({"_temp_dir": temp} if temp else {}),
              **options)
