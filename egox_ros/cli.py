@@ -183,8 +183,8 @@ def _convert_on_ray(in_dir: Path, out_dir: Path, cfg: EgoxConfig, address: str, 
     """`egox convert --ray`: every bag of IN_DIR, a per-bag summary, exit 1 if any failed."""
     from tqdm import tqdm
 
-    from egox_ros.convert_ray import (convert_dir, find_bags, make_ray_runner, ray_session,
-                                      summary)
+    from egox_model.ray_local import ray_session
+    from egox_ros.convert_ray import convert_dir, find_bags, make_ray_runner, summary
     from egox_ros.node import make_backend
 
     find_bags(in_dir)                     # a wrong IN_DIR fails before Ray starts

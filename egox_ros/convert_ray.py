@@ -17,14 +17,13 @@ One Ray task per clip (the generator call); everything else stays in the driver:
   (unreadable, missing topics, a task error) leaves nothing behind, is named in the summary
   with its reason, and is retried by the next run.
 
-`auto` starts a private loopback-only Ray (see `start_local_ray`); an address connects to a
+`auto` starts a private loopback-only Ray (`egox_model.ray_local`); an address connects to a
 running cluster, whose nodes need this package installed.
 """
 from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -43,15 +42,10 @@ from egox_ros.convert import BagClips, EgoBagWriter
 from egox_ros.params import EgoxConfig
 
 __all__ = ["BagResult", "ClipRunner", "LocalRunner", "RayRunner", "convert_dir",
-           "default_gpus_per_task", "find_bags", "make_ray_runner", "ray_session",
-           "start_local_ray", "summary"]
+           "default_gpus_per_task", "find_bags", "make_ray_runner", "summary"]
 
 #: Folder under OUT_DIR holding output bags still being written.
 PARTIAL_DIR = ".partial"
-#: A closed loopback port: Ray's own processes send plain HTTP through it (see start_local_ray).
-_DEAD_PROXY = "http://127.0.0.1:9"
-_PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
-               "ALL_PROXY", "no_proxy", "NO_PROXY")
 
 
 @dataclass
@@ -373,92 +367,6 @@ def summary(results: list[BagResult]) -> dict[str, Any]:
         by_status[r.status] = by_status.get(r.status, 0) + 1
     counts = {s: by_status.get(s, 0) for s in ("done", "skipped", "failed")}
     return {"bags": len(results), **counts, "results": [asdict(r) for r in results]}
-
-
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def start_local_ray(num_cpus: int | None = None, temp_dir: str | None = None
-                    ) -> Callable[[], None]:
-    """Start a private Ray on this machine that talks over loopback only; returns `stop`.
-
-    What each setting stops (Ray 2.60, checked with strace in a network namespace with a
-    routable interface):
-    - `_node_ip_address="127.0.0.1"` alone is not enough: Ray replaces a loopback node
-      address with the machine's routable one (found by a UDP connect towards 8.8.8.8) and
-      its gRPC servers then listen on every interface. `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`
-      makes it keep 127.0.0.1 (every port then binds 127.0.0.1).
-    - `RAY_USAGE_STATS_ENABLED=0`: no usage reports.
-    - The dashboard process starts even with `include_dashboard=False` (its usage-stats
-      module) and asks the Azure/AWS/GCP metadata services (169.254.169.254,
-      metadata.google.internal) which cloud it is on, usage stats or not. Its HTTP goes to
-      a closed loopback port instead (http(s)_proxy while Ray starts, loopback exempt);
-      tasks get the caller's proxy settings back through the job's runtime_env.
-    - `include_dashboard=False`; logs and sockets under `temp_dir` (or $RAY_TMPDIR).
-    - Ray's own token auth (on by default in 2.60) with a fresh random `RAY_AUTH_TOKEN` for
-      this cluster (as `egox serve` does) instead of a generated `~/.ray/auth_token`, unless
-      Ray auth is configured already; `stop` removes it again.
-    """
-    import ray
-    own_token = None
-    if not any(os.environ.get(k) for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
-                                           "RAY_AUTH_MODE")):
-        own_token = os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-
-    def stop() -> None:
-        ray.shutdown()
-        if own_token is not None and os.environ.get("RAY_AUTH_TOKEN") == own_token:
-            os.environ.pop("RAY_AUTH_TOKEN")
-
-    saved = {k: os.environ.get(k, "") for k in _PROXY_VARS}
-    quiet = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-             **{k: _DEAD_PROXY for k in _PROXY_VARS if "no_proxy" not in k.lower()},
-             "no_proxy": "127.0.0.1,localhost,::1", "NO_PROXY": "127.0.0.1,localhost,::1"}
-    with _env(quiet):
-        from ray._private import ray_constants
-        ray_constants.ENABLE_RAY_CLUSTER = False    # in case ray was imported before
-        temp_dir = temp_dir or os.environ.get("RAY_TMPDIR") or None
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", configure_logging=False, log_to_driver=False,
-                 runtime_env={"env_vars": saved},
-                 **({"_temp_dir": str(Path(temp_dir).resolve())} if temp_dir else {}))
-    addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
-    if addresses != {"127.0.0.1"}:
-        stop()
-        raise EgoxError(f"the local Ray came up on {sorted(addresses)}, not on loopback only; "
-                        "stopped it (a Ray version this code does not know?)")
-    return stop
-
-
-@contextmanager
-def ray_session(address: str, *, num_cpus: int | None = None) -> Iterator[None]:
-    """`auto`: a private loopback-only Ray for the duration (or the one this process has
-    already started); otherwise connect to the cluster at `address` (and disconnect)."""
-    import ray
-    if ray.is_initialized():
-        yield
-        return
-    if address == "auto":
-        stop = start_local_ray(num_cpus)
-    else:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(address=address, configure_logging=False, log_to_driver=False)
-        stop = ray.shutdown
-    try:
-        yield
-    finally:
-        stop()
 
 
 def make_ray_runner(config: EgoxConfig, factory: Callable[[EgoxConfig], Generator], *,

@@ -143,7 +143,7 @@ def local_ray():
     """One private loopback-only Ray (2 CPUs) for the in-process runs of this module: `egox
     convert --ray auto` uses the Ray its process has started (the subprocesses start their
     own)."""
-    from egox_ros.convert_ray import ray_session
+    from egox_model.ray_local import ray_session
     with ray_session("auto", num_cpus=2):
         yield
 
@@ -270,7 +270,8 @@ def test_killed_run_restarted_finishes_the_same_bags(bags, local_ray, tmp_path, 
 
 def test_gpu_tasks_on_a_cpu_cluster_are_refused(bags, local_ray):
     from egox_model.errors import ConfigError
-    from egox_ros.convert_ray import default_gpus_per_task, make_ray_runner, ray_session
+    from egox_model.ray_local import ray_session
+    from egox_ros.convert_ray import default_gpus_per_task, make_ray_runner
     from egox_ros.node import make_backend
     from egox_ros.params import EgoxConfig, load_config
 
@@ -290,54 +291,6 @@ def test_gpu_tasks_on_a_cpu_cluster_are_refused(bags, local_ray):
         assert in_flight == 4
     import ray
     assert ray.is_initialized()
-
-
-_ROUTABLE_NETNS = ("ip link set lo up && ip tuntap add dev t0 mode tun && "
-                   "ip addr add 10.99.0.1/24 dev t0 && ip link set t0 up && "
-                   "ip route add default via 10.99.0.2 dev t0 && exec \"$@\"")
-
-
-def _can_fake_a_routable_interface() -> bool:
-    import shutil
-    if os.geteuid() != 0 or not shutil.which("strace") or not shutil.which("unshare"):
-        return False
-    probe = subprocess.run(["unshare", "-n", "sh", "-c", _ROUTABLE_NETNS, "sh", "true"],
-                           capture_output=True)
-    return probe.returncode == 0
-
-
-@pytest.mark.slow
-def test_local_ray_binds_and_connects_on_loopback_only(tmp_path):
-    """With a routable interface and a default route (a tun device in a private network
-    namespace: nothing can leave), every socket the local Ray binds or connects (all of its
-    processes, traced with strace) is on loopback: no node address from the routable
-    interface, no cloud-metadata probe (169.254.169.254, metadata.google.internal's DNS)."""
-    import re
-
-    if not _can_fake_a_routable_interface():
-        pytest.skip("needs root, strace, unshare and tun devices")
-    script = tmp_path / "ray_probe.py"
-    script.write_text(textwrap.dedent("""
-        import time
-        import ray
-        from egox_ros.convert_ray import start_local_ray
-        stop = start_local_ray(num_cpus=1)
-        assert ray.get(ray.remote(lambda: 1).remote()) == 1
-        time.sleep(1.5)                  # the dashboard's cloud probe comes a moment later
-        stop()
-    """))
-    log = tmp_path / "strace.txt"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))     # RAY_TMPDIR: short, from run_tests.sh
-    env.pop("RAY_USAGE_STATS_ENABLED", None)           # start_local_ray sets what it needs
-    run = subprocess.run(["unshare", "-n", "sh", "-c", _ROUTABLE_NETNS, "sh", "strace", "-f",
-                          "-qq", "-e", "trace=connect,bind", "-o", str(log), sys.executable,
-                          str(script)], env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    text = log.read_text()
-    v4 = re.findall(r'sin_addr=inet_addr\("([^"]+)"\)', text)
-    v6 = re.findall(r'inet_pton\(AF_INET6, "([^"]+)"', text)
-    assert v4 and all(a.startswith("127.") for a in v4), sorted(set(v4))
-    assert all(a in ("::1", "::ffff:127.0.0.1") for a in v6), sorted(set(v6))
 
 
 def test_bad_directories_and_stray_flags_fail_before_ray_starts(bags, tmp_path):
