@@ -20,6 +20,9 @@ app = typer.Typer(help="EgoX exo-to-ego video synthesis.", no_args_is_help=True,
 bench_app = typer.Typer(help="Benchmarks: each prints its figure beside its baseline.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+eval_app = typer.Typer(help="Evaluations: each prints its scores beside a reference measured "
+                            "in the same run.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 
 @bench_app.command("gga")
