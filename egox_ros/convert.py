@@ -3,11 +3,13 @@
 Reads rosbag2 (MCAP or sqlite3) with rosbags' AnyReader, feeds the messages in log-time
 order through the same `ExoPipeline` the node uses (same `EgoxConfig`, same topic names
 relative to `namespace`), runs the generator on every complete clip and writes the ego
-topics (`<namespace>/<node_name>/ego/image`, `.../ego/camera_info`, and the prior) to a new
-MCAP bag with log time = source exo stamp. No rclpy needed.
+topics (`<namespace>/<node_name>/ego/image`, `.../ego/camera_info`, the prior, and one
+`.../clip_quality` DiagnosticArray per clip at its first exo stamp) to a new MCAP bag with
+log time = source exo stamp. No rclpy needed.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,8 +23,9 @@ from rosbags.typesys import Stores, get_typestore
 from egox_model.clip import Clip
 from egox_model.generator.base import Generator
 from egox_model.output import GeneratorOutput
+from egox_model.quality import clip_quality
 from egox_ros.errors import BagError
-from egox_ros.messages import RosbagsFactory
+from egox_ros.messages import CLIP_QUALITY_TYPE, RosbagsFactory
 from egox_ros.params import EgoxConfig
 from egox_ros.pipeline import ExoPipeline, output_messages
 
@@ -59,9 +62,12 @@ def output_topics(config: EgoxConfig, namespace: str = "/", node_name: str = "eg
     rel = ["ego/image", "ego/camera_info"]
     if config.publish_prior:
         rel += ["ego_prior/image", "ego_prior/camera_info"]
-    return {r: (_join(_join(namespace, node_name), r),
-                "sensor_msgs/msg/Image" if r.endswith("image") else "sensor_msgs/msg/CameraInfo")
-            for r in rel}
+    topics = {r: (_join(_join(namespace, node_name), r),
+                  "sensor_msgs/msg/Image" if r.endswith("image") else "sensor_msgs/msg/CameraInfo")
+              for r in rel}
+    topics["clip_quality"] = (_join(_join(namespace, node_name), "clip_quality"),
+                              CLIP_QUALITY_TYPE)
+    return topics
 
 
 class BagClips:
@@ -155,6 +161,7 @@ class EgoBagWriter:
         self.typestore = get_typestore(Stores.ROS2_KILTED)
         self.factory = RosbagsFactory(self.typestore)
         self.outputs = output_topics(config, namespace, node_name)
+        self.node_name = node_name
         self.clips = 0
         self.ego_frames = 0
         self._writer: Writer | None = None
@@ -174,8 +181,13 @@ class EgoBagWriter:
             self._writer = None
 
     def write(self, clip: Clip, output: GeneratorOutput) -> None:
-        """Write the ego topics of one generated clip."""
-        for rel, msg in output_messages(self.factory, output, clip, self.config):
+        """Write the ego topics of one generated clip, then its clip_quality message."""
+        quality = self.factory.clip_quality(
+            clip_quality(output, clip.stamps_ns),
+            self.factory.header(int(clip.stamps_ns[0]), self.config.ego_frame_id),
+            f"{self.node_name}: clip quality")
+        for rel, msg in itertools.chain(output_messages(self.factory, output, clip, self.config),
+                                        [("clip_quality", quality)]):
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             self._writer.write(self._conns[rel], stamp,
                                self.typestore.serialize_cdr(msg, msg.__msgtype__))

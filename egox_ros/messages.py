@@ -13,11 +13,16 @@ import numpy as np
 
 from egox_model.geometry.camera import Intrinsics
 from egox_model.errors import InputError
+from egox_model.quality import ClipQuality
 from egox_model.geometry.pose import QUATERNION_TOLERANCE, check_unit_quaternion, pose_to_c2w
 from egox_ros.errors import MessageError
 from egox_ros.image_conversion import numpy_to_image
 
-__all__ = ["MessageFactory", "RclpyFactory", "RosbagsFactory", "pose_msg_to_c2w", "stamp_ns"]
+__all__ = ["CLIP_QUALITY_TYPE", "MessageFactory", "RclpyFactory", "RosbagsFactory",
+           "pose_msg_to_c2w", "quality_values", "stamp_ns"]
+
+#: The message type of ~/clip_quality (one DiagnosticStatus per clip, header = first stamp).
+CLIP_QUALITY_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 
 
 def stamp_ns(header: Any) -> int:
@@ -51,6 +56,14 @@ def pose_msg_to_c2w(msg: Any, quat_tol: float = QUATERNION_TOLERANCE) -> np.ndar
     return pose_to_c2w(np.array(values[:3]), np.array(values[3:]))
 
 
+def quality_values(msg: Any) -> dict[str, str]:
+    """The key/values of a clip_quality DiagnosticArray's status (rclpy or rosbags)."""
+    if len(msg.status) != 1:
+        raise MessageError("bad_clip_quality", f"a clip_quality message holds one status, "
+                           f"this one {len(msg.status)}")
+    return {str(kv.key): str(kv.value) for kv in msg.status[0].values}
+
+
 def _camera_info_fields(K: Intrinsics) -> dict[str, Any]:
     k = K.K
     p = np.zeros((3, 4))
@@ -68,6 +81,9 @@ class MessageFactory:
     _header: Any
     _image: Any
     _info: Any
+    _diagnostic_array: Any
+    _diagnostic_status: Any
+    _key_value: Any
 
     def header(self, stamp: int, frame_id: str) -> Any:
         """std_msgs/Header at `stamp` ns."""
@@ -82,15 +98,34 @@ class MessageFactory:
         """sensor_msgs/CameraInfo of an undistorted pinhole camera K."""
         raise NotImplementedError
 
+    def clip_quality(self, quality: ClipQuality, header: Any, name: str) -> Any:
+        """diagnostic_msgs/DiagnosticArray holding one DiagnosticStatus `name` for a clip:
+        hardware_id = backend, key/values = `quality.values()` (floats as Python writes
+        them: inf, nan), level WARN when the prior covers nothing, else OK."""
+        status_type = self._diagnostic_status
+        values = [self._key_value(key=key, value=str(value))
+                  for key, value in quality.values().items()]
+        covered = quality.prior_coverage > 0
+        message = (f"prior PSNR {quality.prior_psnr_db:.1f} dB, coverage "
+                   f"{quality.prior_coverage:.2f}, flicker {quality.flicker:.2f}"
+                   if covered else "the ego prior covers no pixel of this clip")
+        status = status_type(level=status_type.OK if covered else status_type.WARN,
+                             name=name, message=message, hardware_id=quality.backend,
+                             values=values)
+        return self._diagnostic_array(header=header, status=[status])
+
 
 class RclpyFactory(MessageFactory):
     """rclpy message classes."""
 
     def __init__(self) -> None:
         from builtin_interfaces.msg import Time
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
         from sensor_msgs.msg import CameraInfo, Image
         from std_msgs.msg import Header
         self._time, self._header, self._image, self._info = Time, Header, Image, CameraInfo
+        self._diagnostic_array, self._diagnostic_status = DiagnosticArray, DiagnosticStatus
+        self._key_value = KeyValue
 
     def camera_info(self, K: Intrinsics, header: Any) -> Any:
         f = _camera_info_fields(K)
@@ -112,6 +147,9 @@ class RosbagsFactory(MessageFactory):
         self._image = types["sensor_msgs/msg/Image"]
         self._info = types["sensor_msgs/msg/CameraInfo"]
         self._roi = types["sensor_msgs/msg/RegionOfInterest"]
+        self._diagnostic_array = types[CLIP_QUALITY_TYPE]
+        self._diagnostic_status = types["diagnostic_msgs/msg/DiagnosticStatus"]
+        self._key_value = types["diagnostic_msgs/msg/KeyValue"]
 
     def camera_info(self, K: Intrinsics, header: Any) -> Any:
         f = _camera_info_fields(K)

@@ -6,7 +6,8 @@ input is counted and logged once per cause; /diagnostics reports the counters.
 
 Topics (relative, remappable): exo/image_raw or exo/image_raw/compressed, exo/camera_info,
 exo/depth, exo/mask, exo/pose, ego/pose, prompt in; ~/ego/image, ~/ego/camera_info,
-~/ego_prior/image, ~/ego_prior/camera_info and /diagnostics out.
+~/ego_prior/image, ~/ego_prior/camera_info, ~/clip_quality (one DiagnosticArray per clip,
+stamped with its first exo stamp: egox_model.quality) and /diagnostics out.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from std_msgs.msg import String
 from egox_model.clip import Clip
 from egox_model.errors import ConfigError, EgoxError
 from egox_model.generator import Generator, make_generator
+from egox_model.quality import clip_quality
 from egox_ros.messages import RclpyFactory
 from egox_ros.params import EgoxConfig, declare_config
 from egox_ros.pipeline import ExoPipeline, output_messages
@@ -106,6 +108,7 @@ class EgoxNode(Node):
                                                                   pub_qos)
             self._pubs["ego_prior/camera_info"] = self.create_publisher(
                 CameraInfo, "~/ego_prior/camera_info", pub_qos)
+        self._quality_pub = self.create_publisher(DiagnosticArray, "~/clip_quality", pub_qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         # 2. Subscriptions: sensor-data QoS (REP 2003) by default, which matches every
@@ -219,6 +222,10 @@ class EgoxNode(Node):
                                              "backend": (t1 - t0) * 1e3,
                                              "first_publish": (now - t1) * 1e3}
                         first = False
+                self._quality_pub.publish(self.factory.clip_quality(
+                    clip_quality(output, clip.stamps_ns),
+                    self.factory.header(int(clip.stamps_ns[0]), self.config.ego_frame_id),
+                    f"{self.get_name()}: clip quality"))
                 with self._lock:
                     self.counters["clips_published"] += 1
                     self.counters["frames_published"] += len(clip.stamps_ns)

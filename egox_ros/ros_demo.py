@@ -22,8 +22,9 @@ INPUT_TOPICS = ["/exo/image_raw", "/exo/camera_info", "/exo/depth", "/exo/mask",
                 "/exo/pose"]
 PLAYED_TOPICS = ["exo/image_raw", "exo/camera_info", "exo/depth", "exo/mask", "ego/pose",
                  "exo/pose"]             # each read by the node and the recorder
+QUALITY_TOPIC = "/egox/clip_quality"
 OUTPUT_TOPICS = [EGO_TOPIC, "/egox/ego/camera_info", "/egox/ego_prior/image",
-                 "/egox/ego_prior/camera_info"]
+                 "/egox/ego_prior/camera_info", QUALITY_TOPIC]
 
 
 class RosDemoError(RuntimeError):
@@ -163,6 +164,7 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
         harness.wait_until(
             lambda: recorder.counts.get(EGO_TOPIC, 0) >= expected_frames
             and recorder.counts.get("/egox/ego_prior/camera_info", 0) >= expected_frames
+            and recorder.counts.get(QUALITY_TOPIC, 0) >= expected
             and all(recorder.counts.get(t, 0) >= num_frames for t in INPUT_TOPICS), timeout_s,
             what=lambda: f"the node did not publish {expected_frames} ego frames "
                          f"(stats: {node.stats()})", error=RosDemoError)
