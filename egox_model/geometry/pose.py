@@ -12,7 +12,7 @@ from egox_model.errors import InputError
 from egox_model.validation import require_finite, require_shape
 
 __all__ = ["QUATERNION_TOLERANCE", "c2w_to_pose", "camera_centers", "check_c2w",
-           "check_unit_quaternion", "look_at", "pose_to_c2w"]
+           "check_unit_quaternion", "look_at", "pose_to_c2w", "slerp"]
 
 #: Largest |norm - 1| of an orientation quaternion taken as a unit one (float32 round-off and
 #: printed poses stay well inside; tf2 ignores transforms beyond a similar bound).
@@ -60,6 +60,26 @@ def c2w_to_pose(c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     w, x, y, z = transforms3d.quaternions.mat2quat(c2w[:3, :3])
     quat = np.array([x, y, z, w])
     return c2w[:3, 3].copy(), quat if w >= 0 else -quat
+
+
+def slerp(q0_xyzw: np.ndarray, q1_xyzw: np.ndarray, fraction: float) -> np.ndarray:
+    """Spherical linear interpolation of two rotations given as ROS-ordered quaternions
+    (x, y, z, w): `fraction` 0 gives q0, 1 gives q1, in between the rotation a constant angular
+    rate reaches at that fraction of the way, along the shorter arc. Returns a unit quaternion.
+    """
+    q0 = np.asarray(q0_xyzw, dtype=np.float64)
+    q1 = np.asarray(q1_xyzw, dtype=np.float64)
+    q0, q1 = q0 / np.linalg.norm(q0), q1 / np.linalg.norm(q1)
+    cos_angle = float(np.dot(q0, q1))
+    if cos_angle < 0.0:                  # q and -q are the same rotation: take the shorter arc
+        q1, cos_angle = -q1, -cos_angle
+    if cos_angle > 1.0 - 1e-12:          # (nearly) the same rotation: sin(angle) ~ 0
+        q = q0 + fraction * (q1 - q0)
+    else:
+        angle = np.arccos(cos_angle)
+        q = (np.sin((1.0 - fraction) * angle) * q0 + np.sin(fraction * angle) * q1) \
+            / np.sin(angle)
+    return q / np.linalg.norm(q)
 
 
 def check_c2w(name: str, c2w: np.ndarray, atol: float = 1e-4) -> np.ndarray:

@@ -5,7 +5,7 @@ import transforms3d
 
 from egox_model.errors import InputError
 from egox_model.geometry.pose import (QUATERNION_TOLERANCE, c2w_to_pose, check_c2w,
-                                      check_unit_quaternion, look_at, pose_to_c2w)
+                                      check_unit_quaternion, look_at, pose_to_c2w, slerp)
 
 
 def test_quaternion_is_ros_ordered_xyzw():
@@ -66,3 +66,33 @@ def test_non_unit_quaternion_is_rejected_naming_its_norm(scale):
     assert QUATERNION_TOLERANCE == 1e-3
     # a looser tolerance is the caller's choice
     assert check_unit_quaternion("q", q, tol=abs(scale - 1.0) + 1e-9) == pytest.approx(scale)
+
+
+def _rotation(R: np.ndarray) -> np.ndarray:
+    """ROS-ordered quaternion of a rotation matrix."""
+    T = np.eye(4)
+    T[:3, :3] = R
+    return c2w_to_pose(T)[1]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5, 0.8, 1.0])
+def test_slerp_is_the_constant_rate_rotation_between_its_ends(fraction):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        q0, q1 = (q / np.linalg.norm(q) for q in rng.normal(size=(2, 4)))
+        R0, R1 = pose_to_c2w(np.zeros(3), q0)[:3, :3], pose_to_c2w(np.zeros(3), q1)[:3, :3]
+        axis, angle = transforms3d.axangles.mat2axangle(R0.T @ R1)   # angle in [0, pi]
+        want = R0 @ transforms3d.axangles.axangle2mat(axis, fraction * angle)
+        got = pose_to_c2w(np.zeros(3), slerp(q0, q1, fraction))[:3, :3]
+        np.testing.assert_allclose(got, want, atol=1e-9)
+        # -q1 is the same rotation: still the shorter arc, the same result
+        got_neg = pose_to_c2w(np.zeros(3), slerp(q0, -q1, fraction))[:3, :3]
+        np.testing.assert_allclose(got_neg, want, atol=1e-9)
+
+
+def test_slerp_midpoint_about_one_axis_is_the_mean_angle():
+    rot_z = transforms3d.axangles.axangle2mat
+    q = slerp(_rotation(rot_z((0, 0, 1), 0.2)), _rotation(rot_z((0, 0, 1), 1.4)), 0.5)
+    np.testing.assert_allclose(q, [0.0, 0.0, np.sin(0.4), np.cos(0.4)], atol=1e-12)
+    same = _rotation(rot_z((1, 2, 3), 0.7))
+    np.testing.assert_allclose(slerp(same, same, 0.3), same, atol=1e-12)
