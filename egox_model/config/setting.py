@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from egox_model.errors import ConfigError
 
-__all__ = ["Setting", "check_settings", "group", "leaf_settings", "setting"]
+__all__ = ["Setting", "check_device", "check_settings", "group", "leaf_settings", "setting"]
 
 _SCALARS = (bool, int, float, str)
 
@@ -174,3 +174,11 @@ def check_settings(config: Any) -> None:
     (int -> float, list -> tuple); call it first in `__post_init__`."""
     for spec in leaf_settings(type(config)):
         object.__setattr__(config, spec.name, spec.check(getattr(config, spec.name)))
+
+
+def check_device(device: str, *, allow_auto: bool = True) -> None:
+    """Raise ConfigError unless `device` is 'cpu', 'cuda', 'cuda:N' (or 'auto' if allowed)."""
+    names = ("auto", "cpu", "cuda") if allow_auto else ("cpu", "cuda")
+    if not (device in names or device.startswith("cuda:") and device[5:].isdigit()):
+        allowed = "'auto', 'cpu'" if allow_auto else "'cpu'"
+        raise ConfigError(f"must be {allowed}, 'cuda' or 'cuda:N'", key="device", value=device)

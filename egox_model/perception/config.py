@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from egox_model.config import check_settings, setting
+from egox_model.config import check_device, check_settings, setting
 from egox_model.errors import ConfigError
 
 __all__ = ["DEFAULT_PHRASES", "PerceptionConfig"]
@@ -55,11 +55,7 @@ class PerceptionConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
-        device = self.device
-        if not (device in ("auto", "cpu", "cuda")
-                or device.startswith("cuda:") and device[5:].isdigit()):
-            raise ConfigError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'", key="device",
-                              value=device)
+        check_device(self.device)
         if not all(p.strip() for p in self.mask_phrases):
             raise ConfigError("phrases must be non-empty text", key="mask_phrases",
                               value=list(self.mask_phrases))
