@@ -76,14 +76,20 @@ def generate(
                                         "it, --perception.depth_model DIR estimates depth."),
     out: Path = typer.Option(Path("out/generate"), "--out", help="Output folder."),
     prompt: str = typer.Option("", help="Text prompt describing the scene."),
-    frames: int = typer.Option(49, min=1, help="Frames to use from the start of the video "
+    frames: int = typer.Option(49, min=1, help="Frames per clip, from the start of the video "
                                                "(backend 'wan': 4k+1)."),
+    clip_stride: int = typer.Option(0, "--clip-stride", min=0, help="0: one clip. Else the "
+                                    "whole video, as clips of --frames starting every this "
+                                    "many frames, stitched without repeats; each continues "
+                                    "from the previous one's output of the frames they share "
+                                    "(wan: overlap 4m+1, docs/wan.md)."),
     settings: dict = None,
 ) -> None:
     """Offline generation from files with any backend (`--backend wan --wan.model_dir DIR`):
     writes ego.mp4, prior.mp4, ego_stamps_ns.npy and report.json to --out. Every setting of
     the generator tree is a flag (`egox params` lists them)."""
     from egox_model.clip_io import load_clip, write_generation
+    from egox_model.clip_stream import generate_stream
     from egox_model.generator import make_generator
     from egox_model.perception.perceive import with_perception
 
@@ -92,12 +98,26 @@ def generate(
         raise ConfigError("without --exo-depth the depth is estimated: give a local metric "
                           "depth model directory (docs/perception.md)",
                           key="perception.depth_model", value="")
-    clip = load_clip(exo, exo_camera, ego_poses, exo_depth, prompt=prompt, max_frames=frames)
-    config.check_clip_shapes(clip.num_frames, clip.exo_rgb.shape[1:3],
+    if clip_stride > frames:
+        raise ConfigError(f"must be at most --frames {frames} (a larger stride skips frames)",
+                          key="clip-stride", value=clip_stride)
+    try:
+        config.check_clip_overlap(frames, frames - clip_stride if clip_stride else 0)
+    except EgoxError as err:
+        raise ConfigError(str(err), key="clip-stride", value=clip_stride) from None
+    clip = load_clip(exo, exo_camera, ego_poses, exo_depth, prompt=prompt,
+                     max_frames=None if clip_stride else frames)
+    length = frames if clip_stride else clip.num_frames
+    config.check_clip_shapes(length, clip.exo_rgb.shape[1:3],
                              (clip.ego_K.height, clip.ego_K.width))
-    output = with_perception(make_generator(config), config).generate(clip)
+    generator = with_perception(make_generator(config), config)
+    if clip_stride:
+        output, starts = generate_stream(generator, clip, length, clip_stride)
+    else:
+        output, starts = generator.generate(clip), [0]
     report = write_generation(out, output, clip.fps)
-    typer.echo(f"wrote {out}/ego.mp4 ({report['frames']} frames), prior.mp4, report.json")
+    typer.echo(f"wrote {out}/ego.mp4 ({report['frames']} frames from {len(starts)} clip(s), "
+               f"of {clip.num_frames} input frames), prior.mp4, report.json")
 
 
 @bench_app.command("step")

@@ -1,8 +1,9 @@
 """The `egox` console script: egox_model's commands plus the ROS 2 ones.
 
 `egox_model.cli` defines the ROS-free commands (it must not import ROS); this module adds
-`record`, `convert`, `bench ros` and the `demo` that runs the synthetic scene through ROS 2.
-ROS imports happen inside the commands, so `egox --help` works without a ROS environment.
+`record`, `convert`, `export-lerobot`, `bench ros` and the `demo` that runs the synthetic
+scene through ROS 2. ROS imports happen inside the commands, so `egox --help` works without
+a ROS environment.
 """
 from __future__ import annotations
 
@@ -225,6 +226,71 @@ def _convert_on_ray(in_dir: Path, out_dir: Path, cfg: EgoxConfig, address: str, 
     typer.echo(json.dumps(report))
     if report["failed"]:
         raise typer.Exit(1)
+
+
+@app.command("export-lerobot")
+def export_lerobot(
+        source: Path = typer.Argument(..., metavar="BAG_OR_DIR",
+                                      help="a bag, or a directory of bags (one or more "
+                                           "episodes each)"),
+        out_dir: Path = typer.Argument(..., help="LeRobot v3 dataset directory: created, or "
+                                                 "appended to"),
+        fps: int = typer.Option(..., "--fps", help="frames per second of the dataset"),
+        camera: list[str] = typer.Option(
+            [], "--camera", metavar="NAME=TOPIC",
+            help="a camera (Image or CompressedImage topic) as observation.images.NAME; "
+                 "default: exo=/exo/image_raw and ego=/egox/ego/image"),
+        state: list[str] = typer.Option([], "--state", metavar="TOPIC",
+                                        help="JointState / PoseStamped / Twist(Stamped) "
+                                             "topic, concatenated into observation.state"),
+        action: list[str] = typer.Option([], "--action", metavar="TOPIC",
+                                         help="the same kinds of topic, into action"),
+        task: str = typer.Option("", help="task text of the episodes (default: the bag's "
+                                          "directory name)"),
+        min_quality: str = typer.Option(
+            "", "--min-quality", metavar="EXPR",
+            help="keep only clips whose ~/clip_quality scores pass, e.g. "
+                 "'prior_psnr_db>=20 and prior_coverage>=0.5' (docs/lerobot.md)"),
+        quality_topic: str = typer.Option("/egox/clip_quality", "--quality-topic",
+                                          help="where the clip scores are"),
+        marker: str = typer.Option("", "--marker", metavar="TOPIC",
+                                   help="each message on TOPIC starts a new episode"),
+        max_gap: float = typer.Option(0.0, "--max-gap", min=0.0,
+                                      help="seconds between neighbouring samples of a stream "
+                                           "beyond which it has a gap (0: 1.5 / fps)"),
+        min_frames: int = typer.Option(1, "--min-frames", min=1,
+                                       help="shorter pieces between gaps are left out"),
+        vcodec: str = typer.Option("h264", help="video encoder: h264 or libsvtav1")) -> None:
+    """Export recorded bags (exo, generated ego, robot state/action) as a LeRobot v3
+    dataset; gaps and clips below --min-quality split episodes and are reported, never
+    filled. Last line: a JSON summary."""
+    from egox_ros.lerobot_export import ExportConfig
+    from egox_ros.lerobot_export import export_lerobot as run_export
+
+    bad = [c for c in camera if "=" not in c]
+    if bad:
+        raise ConfigError(f"--camera {bad[0]!r} must be NAME=TOPIC, e.g. "
+                          "ego=/egox/ego/image")
+    cameras = dict(c.split("=", 1) for c in camera) or {"exo": "/exo/image_raw",
+                                                        "ego": "/egox/ego/image"}
+    config = ExportConfig(fps=fps, cameras=cameras, state=tuple(state), action=tuple(action),
+                          task=task, min_quality=min_quality, quality_topic=quality_topic,
+                          marker_topic=marker, max_gap_s=max_gap, min_frames=min_frames,
+                          vcodec=vcodec)
+    report = run_export(source, out_dir, config)
+    for gap in report["gaps"]:
+        typer.secho(f"warning: gap on {gap['topic']} in {gap['bag']}: {gap['frames']} frame(s) "
+                    f"from {gap['from_ns']} ns, episode split there", err=True,
+                    fg=typer.colors.YELLOW)
+    for clip in report["excluded_clips"]:
+        typer.secho(f"left out: clip {clip['first_stamp_ns']}..{clip['last_stamp_ns']} ns of "
+                    f"{clip['bag']} fails --min-quality", err=True, fg=typer.colors.YELLOW)
+    typer.echo(json.dumps({
+        "dataset": str(out_dir), "episodes": len(report["episodes"]),
+        "frames": report["frames"], "total_episodes": report["total_episodes"],
+        "total_frames": report["total_frames"], "gaps": len(report["gaps"]),
+        "excluded_clips": [[c["first_stamp_ns"], c["last_stamp_ns"]]
+                           for c in report["excluded_clips"]]}))
 
 
 @app.command()

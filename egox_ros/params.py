@@ -69,8 +69,10 @@ class EgoxConfig(GeneratorConfig):
                               "camera's)", low=0)
     # Clips and timing
     clip_length: int = setting(49, "frames per clip (backend 'wan': 4k+1)", low=1)
-    clip_stride: int = setting(49, "frames between clip starts (overlap = length - stride)",
-                               low=1)
+    clip_stride: int = setting(49, "frames between clip starts; overlap = clip_length - "
+                               "clip_stride frames, output once, by the earlier clip, and "
+                               "continued from by backend 'wan' (which needs an overlap of "
+                               "4m+1: clip_stride a multiple of 4)", low=1)
     fps: float = setting(30.0, "generator frame rate; faster sources are decimated", low=0.0,
                          low_open=True)
     max_gap_s: float = setting(0.0, "largest stamp gap inside a clip (0 = 3 frame periods)",
@@ -124,6 +126,20 @@ class EgoxConfig(GeneratorConfig):
         if self.clip_stride > self.clip_length:
             raise ConfigError(f"must be in [1, clip_length={self.clip_length}]",
                               key="clip_stride", value=self.clip_stride)
+        try:
+            self.check_clip_overlap(self.clip_length, self.clip_length - self.clip_stride)
+        except InputError as err:
+            raise ConfigError(f"backend {self.backend!r}: {err}", key="clip_stride",
+                              value=self.clip_stride) from None
+        for stream, frame in self.tf_frames.items():
+            if not frame or frame == self.tf.world_frame:
+                key = "tf.ego_frame" if stream == "ego_pose" else "tf.exo_frame"
+                raise ConfigError(f"must name the camera's TF frame, not '' nor "
+                                  f"tf.world_frame={self.tf.world_frame!r}", key=key,
+                                  value=frame)
+        if self.tf_frames and not self.tf.world_frame:
+            raise ConfigError("must name the fixed frame of the camera poses",
+                              key="tf.world_frame", value="")
         for name in ("exo_pose", "ego_camera_offset"):
             quat = getattr(self, name)[3:]
             if abs(math.sqrt(sum(v * v for v in quat)) - 1.0) > QUATERNION_TOLERANCE:

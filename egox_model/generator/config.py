@@ -11,7 +11,7 @@ from egox_model.config import check_settings, group, setting
 from egox_model.errors import ConfigError
 from egox_model.generator.remote import RemoteConfig
 from egox_model.generator.wan.config import WanConfig
-from egox_model.geometry.latent_grid import check_clip_shapes
+from egox_model.geometry.latent_grid import check_clip_shapes, check_context_frames
 from egox_model.perception.config import PerceptionConfig
 from egox_model.prior import PriorConfig
 
@@ -25,6 +25,9 @@ BACKENDS = {
 }
 #: Backend name -> check of the clip shapes it can take (frames, exo (H, W), ego (H, W)).
 _CLIP_SHAPE_CHECKS = {"wan": check_clip_shapes}
+#: Backend name -> check of the overlap of consecutive clips it can continue from (overlap,
+#: frames); backends without one take any overlap.
+_CLIP_OVERLAP_CHECKS = {"wan": check_context_frames}
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,10 @@ class GeneratorConfig:
         check = _CLIP_SHAPE_CHECKS.get(self.backend)
         if check is not None:
             check(num_frames, exo_hw or ego_hw, ego_hw)
+
+    def check_clip_overlap(self, num_frames: int, overlap: int) -> None:
+        """Raise InputError when the backend cannot continue clips of `num_frames` frames
+        that share their first `overlap` frames with the clip before (0: no overlap)."""
+        check = _CLIP_OVERLAP_CHECKS.get(self.backend)
+        if overlap and check is not None:
+            check(overlap, num_frames)

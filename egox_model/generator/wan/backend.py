@@ -138,7 +138,8 @@ class WanGenerator(Generator):
 
     def generate(self, clip: Clip, *, callback: StepCallback | None = None) -> GeneratorOutput:
         """Ego frames (F, ego_K.height, ego_K.width, 3) uint8 for `clip`; callback(i, steps)
-        after every denoising step."""
+        after every denoising step. A `clip.context` (the previous clip's output of the first
+        4m+1 frames) is continued from unless conditioning.previous_output is false."""
         cfg = self.config
         num_frames = clip.num_frames
         check_clip_shapes(num_frames, clip.exo_rgb.shape[1:3],
@@ -152,17 +153,20 @@ class WanGenerator(Generator):
                                           clip.ego_K, clip.ego_c2w)
         step_end = None if callback is None else (
             lambda pipe, i, t, tensors: callback(i, cfg.num_inference_steps))
+        context = clip.context if cfg.conditioning.previous_output else None
         with stage_timer(timings, "diffusion", num_frames):
             out = self.pipe(clip.exo_rgb, prior.rgb, clip.prompt, cfg.negative_prompt,
                             num_inference_steps=cfg.num_inference_steps,
                             guidance_scale=cfg.guidance_scale,
                             generator=torch.Generator().manual_seed(cfg.seed),
                             token_geometry=geometry, options=cfg.conditioning,
+                            context_frames=None if context is None else context.ego_rgb,
                             callback_on_step_end=step_end)
         diagnostics = {**self.loaded, "steps": cfg.num_inference_steps, "seed": cfg.seed,
                        "guidance_scale": cfg.guidance_scale,
                        "gga": dataclasses.asdict(cfg.gga) if cfg.gga.strength > 0 else None,
-                       "conditioning": dataclasses.asdict(cfg.conditioning)}
+                       "conditioning": dataclasses.asdict(cfg.conditioning),
+                       "context_frames": 0 if context is None else context.num_frames}
         return GeneratorOutput(ego_rgb=out.frames, prior=prior, backend=self.name,
                                stamps_ns=clip.stamps_ns,
                                ms_per_frame={**prior.ms_per_frame, **timings},

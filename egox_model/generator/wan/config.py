@@ -40,7 +40,8 @@ CACHES = ("none", "first_block")
 
 @dataclass(frozen=True)
 class ConditioningOptions:
-    """How the condition is built; `zero_prior` and `noisy_exo` are the paper's ablations."""
+    """How the condition is built; `zero_prior` and `noisy_exo` are the paper's ablations,
+    `previous_output` switches video continuation across overlapping clips."""
 
     mask_layout: str = setting("official", "mask channels: 'official' marks only latent frame "
                                "0's exo region (the release's inference code), 'exo' every "
@@ -51,6 +52,11 @@ class ConditioningOptions:
     zero_prior: bool = setting(False, "ablation 'no ego prior': the prior latent p0 is zero")
     noisy_exo: bool = setting(False, "ablation 'noisy exo latent': the exo half is re-noised "
                               "to the current sigma each step (SDEdit-style) instead of clean")
+    previous_output: bool = setting(True, "overlapping clips (clip_stride < clip_length): "
+                                    "the previous clip's output of the shared frames is "
+                                    "held fixed in the next clip's latents (video "
+                                    "continuation, no seam); false: each clip is sampled "
+                                    "afresh (the seam ablation)")
 
     def __post_init__(self) -> None:
         check_settings(self)

@@ -3,6 +3,13 @@
 check_inputs -> encode_prompt (T5, 512 tokens) -> encode_image (CLIP) -> prepare_latents
 ([x0 | z_T], condition [mask | x0 | p0]) -> denoising loop (CFG, flow matching, exo half kept
 clean) -> decode the ego half only. Structure follows diffusers' WanImageToVideoPipeline.
+
+Video continuation (`context_frames`, the previous clip's output of the first 4m+1 frames):
+their VAE latent c replaces the ego half's first m+1 latent frames, re-noised to each step's
+sigma before the transformer sees it ((1 - sigma) c + sigma * its start noise) and exactly c
+after the last step; in the condition those latent frames carry c instead of the prior latent
+and the mask marks them as given. Wan's VAE is causal in time, so the decoded first 4m+1
+frames are the VAE round trip of the context frames (docs/wan.md, "Long episodes").
 """
 from __future__ import annotations
 
@@ -22,7 +29,8 @@ from egox_model.generator.wan.conditioning import (
 from egox_model.generator.wan.config import ConditioningOptions
 from egox_model.generator.wan.step_cache import reset_step_cache
 from egox_model.generator.wan.text_cache import PromptEncoder
-from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, VAE_SPACE, check_clip_shapes
+from egox_model.geometry.latent_grid import (PIXELS_PER_TOKEN, VAE_SPACE, check_clip_shapes,
+                                             check_context_frames, latent_frames)
 
 __all__ = ["EgoXWanPipeline", "EgoXWanPipelineOutput", "StepEndCallback",
            "install_attn1_processor"]
@@ -66,9 +74,13 @@ class EgoXWanPipeline(DiffusionPipeline):
     # 1. Inputs ---------------------------------------------------------------------------
     def check_inputs(self, exo_frames: np.ndarray, prior_frames: np.ndarray, prompt: str,
                      negative_prompt: str, num_inference_steps: int,
-                     guidance_scale: float) -> None:
-        """Shapes (F, H, W, 3) uint8, F = 4k+1, sizes multiples of 16, equal heights."""
-        for name, frames in (("exo_frames", exo_frames), ("prior_frames", prior_frames)):
+                     guidance_scale: float, context_frames: np.ndarray | None = None) -> None:
+        """Shapes (F, H, W, 3) uint8, F = 4k+1, sizes multiples of 16, equal heights; context
+        (4m+1, H, W_ego, 3) with 4m+1 < F."""
+        named = [("exo_frames", exo_frames), ("prior_frames", prior_frames)]
+        if context_frames is not None:
+            named.append(("context_frames", context_frames))
+        for name, frames in named:
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
                 raise InputError(f"{name} must be (F, H, W, 3) uint8 RGB, got shape "
                                  f"{frames.shape} dtype {frames.dtype}")
@@ -76,6 +88,11 @@ class EgoXWanPipeline(DiffusionPipeline):
             raise InputError(f"prior_frames has {len(prior_frames)} frames but exo_frames has "
                              f"{len(exo_frames)}; render one prior frame per exo frame")
         check_clip_shapes(len(exo_frames), exo_frames.shape[1:3], prior_frames.shape[1:3])
+        if context_frames is not None:
+            check_context_frames(len(context_frames), len(exo_frames))
+            if context_frames.shape[1:3] != prior_frames.shape[1:3]:
+                raise InputError(f"context_frames are {context_frames.shape[1:3]} (HxW) but the "
+                                 f"ego frames are {prior_frames.shape[1:3]}")
         rope_len = self.transformer.config.rope_max_seq_len
         height, width = exo_frames.shape[1], exo_frames.shape[2] + prior_frames.shape[2]
         patches = max(height, width) // PIXELS_PER_TOKEN
@@ -115,13 +132,18 @@ class EgoXWanPipeline(DiffusionPipeline):
 
     # 3. Latents ----------------------------------------------------------------------------
     def prepare_latents(self, exo_frames: np.ndarray, prior_frames: np.ndarray,
-                        options: ConditioningOptions, generator: torch.Generator | None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (latents, condition, x0, exo_noise), all float32 on the execution device.
+                        options: ConditioningOptions, generator: torch.Generator | None,
+                        context_frames: np.ndarray | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                   torch.Tensor | None]:
+        """Returns (latents, condition, x0, exo_noise, context), float32 on the execution
+        device.
 
         latents (1, 16, T, h, w_x + w_e) = [x0 | z_T], z_T ~ N(0, I) drawn on the CPU from
         `generator` (same seed -> same video on any device); condition (1, 20, T, h, w) =
-        [mask | x0 | p0]; exo_noise: the noise of the noisy-exo ablation.
+        [mask | x0 | p0]; exo_noise: the noise of the noisy-exo ablation; context: the latent
+        (1, 16, m+1, h, w_e) of `context_frames` (None without), which also takes the place
+        of p0 in the condition for those latent frames, marked 1 in the mask.
         """
         device = self._execution_device
         x0 = encode_video(self.vae, frames_to_video_tensor(exo_frames), device)
@@ -136,7 +158,14 @@ class EgoXWanPipeline(DiffusionPipeline):
         latents = torch.cat([x0, noise[..., exo_width:]], dim=-1)
         mask = condition_mask(len(exo_frames), x0.shape[-2], exo_width, p0.shape[-1],
                               options.mask_layout, device=device)
-        return latents, build_condition(x0, p0, mask), x0, noise[..., :exo_width]
+        context = None
+        if context_frames is not None:
+            context = encode_video(self.vae, frames_to_video_tensor(context_frames), device)
+            given = context.shape[2]
+            p0 = torch.cat([context, p0[:, :, given:]], dim=2)
+            mask[:, :, :given, :, exo_width:] = 1.0
+        return (latents, build_condition(x0, p0, mask), x0, noise[..., :exo_width],
+                context)
 
     def clip_image(self, exo_frames: np.ndarray, prior_frames: np.ndarray,
                    latents: torch.Tensor, options: ConditioningOptions) -> np.ndarray:
@@ -167,16 +196,21 @@ class EgoXWanPipeline(DiffusionPipeline):
                  negative_prompt: str = "", *, num_inference_steps: int = 50,
                  guidance_scale: float = 5.0, generator: torch.Generator | None = None,
                  token_geometry=None, options: ConditioningOptions = ConditioningOptions(),
+                 context_frames: np.ndarray | None = None,
                  callback_on_step_end: StepEndCallback | None = None) -> EgoXWanPipelineOutput:
         """Sample the ego video.
 
         exo_frames (F, H, W_x, 3) and prior_frames (F, H, W_e, 3) uint8 RGB; token_geometry
-        (TokenGeometry of the clip) is handed to GGA processors on attn1, if installed.
+        (TokenGeometry of the clip) is handed to GGA processors on attn1, if installed;
+        context_frames (4m+1, H, W_e, 3) uint8: the previous clip's output of this clip's
+        first 4m+1 frames, continued from (module docstring).
         """
         # 1. Check inputs
         exo_frames, prior_frames = np.asarray(exo_frames), np.asarray(prior_frames)
+        if context_frames is not None:
+            context_frames = np.asarray(context_frames)
         self.check_inputs(exo_frames, prior_frames, prompt, negative_prompt,
-                          num_inference_steps, guidance_scale)
+                          num_inference_steps, guidance_scale, context_frames)
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
 
@@ -184,12 +218,14 @@ class EgoXWanPipeline(DiffusionPipeline):
         prompt_embeds, negative_embeds = self.encode_prompt(prompt, negative_prompt, do_cfg)
 
         # 3. Latents, condition and the CLIP image
-        latents, condition, x0, exo_noise = self.prepare_latents(exo_frames, prior_frames,
-                                                                 options, generator)
+        latents, condition, x0, exo_noise, context = self.prepare_latents(
+            exo_frames, prior_frames, options, generator, context_frames)
         image_embeds = self.encode_image(self.clip_image(exo_frames, prior_frames, latents,
                                                          options))
         exo_width = x0.shape[-1]
         dtype = self.transformer.dtype
+        given = 0 if context is None else latent_frames(len(context_frames))
+        context_noise = latents[:, :, :given, :, exo_width:].clone()
 
         # 4. Timesteps and GGA geometry
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -203,6 +239,9 @@ class EgoXWanPipeline(DiffusionPipeline):
         try:
             with self.progress_bar(total=len(timesteps)) as progress_bar:
                 for i, t in enumerate(timesteps):
+                    if given:                      # the context, at this step's noise level
+                        latents[:, :, :given, :, exo_width:] = (
+                            (1.0 - sigmas[i]) * context + sigmas[i] * context_noise)
                     model_input = latents
                     if options.noisy_exo:
                         model_input = torch.cat([noisy_exo(x0, exo_noise, sigmas[i]),
@@ -234,7 +273,9 @@ class EgoXWanPipeline(DiffusionPipeline):
             for processor in self.attn1_processors:
                 processor.set_geometry(None)
 
-        # 6. Decode the ego half only
+        # 6. Decode the ego half only (the context latent frames exactly clean)
+        if given:
+            latents[:, :, :given, :, exo_width:] = context
         ego_latents = latents[..., exo_width:]
         video = decode_latents(self.vae, ego_latents, self._execution_device)
         frames = video_tensor_to_frames(video)
