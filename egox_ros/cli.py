@@ -379,9 +379,9 @@ def demo(out: Path = typer.Option(Path("out/demo"), "--out", "-o", help="output 
     local_ros_env(out)
     report = run_demo_with_ros(out, seed=seed, config=config, ros=ros, depth=depth)
     keys = ("backend", "frames", "ego_messages", "stamps_match", "latency_ms")
-    typer.echo(json.dumps({k: report.get(k) for k in keys}))
+    typer.echo(json.dumps({k: report.get(k) for k in keys + ("lerobot_frames",)}))
     typer.echo(f"wrote {out}/: exo.mp4 prior.mp4 ego.mp4 preview.png report.json"
-               + (" bag/" if ros else ""))
+               + (" bag/ lerobot/" if ros else ""))
 
 
 def main() -> None:

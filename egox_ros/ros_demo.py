@@ -1,7 +1,8 @@
 """The ROS 2 stage of `egox demo`: the synthetic scene goes through real nodes and DDS.
 
 player (scene -> exo topics) -> `egox` node (clip -> generator -> ego topics) -> recorder
-(`DIR/bag/`, MCAP). All three run in one process on one executor but talk over real DDS.
+(`DIR/bag/`, MCAP); all three run in one process on one executor but talk over real DDS.
+Then `export_demo_bag` writes the bag as a LeRobot v3 dataset (`DIR/lerobot/`).
 Discovery stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST unless set) and
 ROS logs go to `DIR/ros_log` unless ROS_LOG_DIR is set.
 """
@@ -111,8 +112,25 @@ def run_demo_with_ros(out_dir: str | Path, *, seed: int = 0,
                                   timeout_s=300.0 + 3.0 * generate_s, backend=config.backend,
                                   prior=config.prior, wan=config.wan)
         report.update(additions)
+        report["lerobot_frames"] = export_demo_bag(out_dir, fps=result.scene.fps)
         write_report(out_dir / "report.json", report)
     return report
+
+
+def export_demo_bag(out_dir: Path, fps: float) -> int:
+    """Export `out_dir/bag` to a fresh LeRobot v3 dataset `out_dir/lerobot` (cameras exo and
+    ego, observation.state = the ego pose); returns its frame count."""
+    import shutil
+
+    from egox_ros.lerobot_export import ExportConfig, export_lerobot
+
+    dataset = out_dir / "lerobot"
+    if dataset.exists():
+        shutil.rmtree(dataset)             # a rerun of the demo replaces, never appends
+    config = ExportConfig(fps=int(round(fps)), cameras={"exo": INPUT_TOPICS[0],
+                                                        "ego": EGO_TOPIC},
+                          state=("/ego/pose",), task="egox demo: synthetic room")
+    return export_lerobot(out_dir / "bag", dataset, config)["total_frames"]
 
 
 def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
@@ -164,6 +182,7 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
         harness.wait_until(
             lambda: recorder.counts.get(EGO_TOPIC, 0) >= expected_frames
             and recorder.counts.get("/egox/ego_prior/camera_info", 0) >= expected_frames
+            and recorder.counts.get(QUALITY_TOPIC, 0) >= expected
             and recorder.counts.get(QUALITY_TOPIC, 0) >= expected
             and all(recorder.counts.get(t, 0) >= num_frames for t in INPUT_TOPICS), timeout_s,
             what=lambda: f"the node did not publish {expected_frames} ego frames "

@@ -294,3 +294,26 @@ def test_appending_a_second_episode(tmp_path):
     assert len(runs) == 2
     with pytest.raises(Exception, match="30 fps|15 fps"):
         export_lerobot(tmp_path / "bag", tmp_path / "ds", _config(fps=30))
+
+
+def test_the_demo_ends_with_a_lerobot_export(tmp_path):
+    from egox_model.scene import SceneConfig
+    from egox_ros.ros_demo import export_demo_bag, run_demo_with_ros
+
+    scene = SceneConfig(seed=3, num_frames=9, exo_size=(96, 160), ego_size=(64, 64))
+    report = run_demo_with_ros(tmp_path, seed=3, scene_config=scene)
+    assert report["lerobot_frames"] == 9
+    assert json.loads((tmp_path / "report.json").read_text())["lerobot_frames"] == 9
+    info = check_layout(tmp_path / "lerobot")
+    assert info["fps"] == 30 and info["total_episodes"] == 1
+    assert info["features"]["observation.images.exo"]["shape"] == [96, 160, 3]
+    assert info["features"]["observation.images.ego"]["shape"] == [64, 64, 3]
+    assert info["features"]["observation.state"]["names"][:3] == ["ego_pose.x", "ego_pose.y",
+                                                                  "ego_pose.z"]
+    ego, _ = _decode(tmp_path / "lerobot/videos/observation.images.ego/chunk-000/file-000.mp4")
+    demo_ego, _ = _decode(tmp_path / "ego.mp4")
+    assert ego.shape == demo_ego.shape == (9, 64, 64, 3)
+    assert np.abs(ego.astype(int) - demo_ego).mean() < 6       # two lossy encodings apart
+    episodes = pq.read_table(tmp_path / "lerobot/meta/episodes/chunk-000/file-000.parquet")
+    assert len(episodes.to_pylist()[0]["tasks"]) == 1
+    assert export_demo_bag(tmp_path, fps=30.0) == 9           # a rerun replaces the dataset
