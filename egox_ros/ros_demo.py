@@ -183,7 +183,6 @@ def run_ros_stage(scene: Any, out_dir: str | Path, generator: Generator, *,
             lambda: recorder.counts.get(EGO_TOPIC, 0) >= expected_frames
             and recorder.counts.get("/egox/ego_prior/camera_info", 0) >= expected_frames
             and recorder.counts.get(QUALITY_TOPIC, 0) >= expected
-            and recorder.counts.get(QUALITY_TOPIC, 0) >= expected
             and all(recorder.counts.get(t, 0) >= num_frames for t in INPUT_TOPICS), timeout_s,
             what=lambda: f"the node did not publish {expected_frames} ego frames "
                          f"(stats: {node.stats()})", error=RosDemoError)
