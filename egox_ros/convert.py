@@ -2,7 +2,8 @@
 
 Reads rosbag2 (MCAP or sqlite3) with rosbags' AnyReader, feeds the messages in log-time
 order through the same `ExoPipeline` the node uses (same `EgoxConfig`, same topic names
-relative to `namespace`), runs the generator on every complete clip and writes the ego
+relative to `namespace`; camera poses read from /tf and /tf_static where the config says
+'tf'), runs the generator on every complete clip and writes the ego
 topics (`<namespace>/<node_name>/ego/image`, `.../ego/camera_info`, the prior, and one
 `.../clip_quality` DiagnosticArray per clip at its first exo stamp) to a new MCAP bag with
 log time = source exo stamp. No rclpy needed.
@@ -24,10 +25,11 @@ from egox_model.clip import Clip
 from egox_model.generator.base import Generator
 from egox_model.output import GeneratorOutput
 from egox_model.quality import clip_quality
-from egox_ros.errors import BagError
+from egox_ros.errors import BagError, TfLookupError
 from egox_ros.messages import CLIP_QUALITY_TYPE, RosbagsFactory
 from egox_ros.params import EgoxConfig
 from egox_ros.pipeline import ExoPipeline, output_messages
+from egox_ros.tf_tree import STATIC_TOPIC, TF_TOPIC, TfBuffer, read_bag_tf
 
 __all__ = ["BagClips", "EgoBagWriter", "convert_bag", "input_topics", "output_topics"]
 
@@ -44,16 +46,24 @@ def input_topics(config: EgoxConfig, namespace: str = "/",
     """Stream -> (absolute topic, required) for the node's inputs under `namespace`.
 
     `remap` maps relative names (e.g. "exo/image_raw") to absolute topics, like --remap.
+    /tf and /tf_static are not among them: `BagClips` reads them first (`tf_topics`).
     """
     remap = remap or {}
     names = {"exo": (config.exo_topic, True), "camera_info": ("exo/camera_info", True),
-             "ego_pose": ("ego/pose", True),
+             "ego_pose": ("ego/pose", config.ego_pose_source == "topic"),
              "exo_pose": ("exo/pose", config.exo_pose_source == "topic"),
              "depth": ("exo/depth", config.depth_source == "topic"),
              "mask": ("exo/mask", config.use_mask), "prompt": ("prompt", False)}
     return {stream: (remap.get(rel, _join(namespace, rel)), required)
             for stream, (rel, required) in names.items()
             if required or stream == "prompt"}
+
+
+def tf_topics(remap: dict[str, str] | None = None) -> tuple[str, str]:
+    """(/tf, /tf_static) topics, absolute as tf2 has them; remap "tf" / "tf_static" for a
+    robot whose TF lives under a namespace."""
+    remap = remap or {}
+    return remap.get("tf", TF_TOPIC), remap.get("tf_static", STATIC_TOPIC)
 
 
 def output_topics(config: EgoxConfig, namespace: str = "/", node_name: str = "egox"
@@ -86,7 +96,11 @@ class BagClips:
             raise BagError(f"input bag {self.in_bag} does not exist")
         self.config = config
         self.wanted = input_topics(config, namespace, remap)
-        self.pipeline = ExoPipeline(config, on_bad_input=on_bad_input)
+        self.tf_topics = tf_topics(remap)
+        #: Every transform of the bag when the config reads camera poses from TF.
+        self.tf = TfBuffer(tolerance_ns=round(config.tf.tolerance_s * 1e9)) \
+            if config.tf_frames else None
+        self.pipeline = ExoPipeline(config, on_bad_input=on_bad_input, tf=self.tf)
         self.progress = progress
         self.messages_read = 0
         self.total_messages = 0
@@ -111,6 +125,8 @@ class BagClips:
                                f"it has {sorted(present)}. Remap the topics (--remap "
                                "exo/image_raw=/your/topic) or change the config (e.g. "
                                "depth_source, exo_pose_source)")
+            if self.tf is not None:
+                self._read_tf(reader)
         except BaseException:
             reader.close()
             raise
@@ -126,6 +142,27 @@ class BagClips:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+    def _read_tf(self, reader: AnyReader) -> None:
+        """Read every transform first (a frame's transforms may be logged after it). BagError
+        when the bag has no TF or a camera frame is not connected to the world frame."""
+        tf_topic, static_topic = self.tf_topics
+        try:
+            read_bag_tf(reader, self.tf, tf_topic=tf_topic, static_topic=static_topic)
+        except BagError as err:
+            raise BagError(f"{self.in_bag}: {err} (the config reads "
+                           f"{sorted(self.config.tf_frames)} from TF)") from None
+        for cause, count in self.tf.rejected.items():
+            self.pipeline.report(f"tf_{cause}", f"{count} transform(s) of {tf_topic} / "
+                                 f"{static_topic} rejected ({cause}); the last: "
+                                 f"{self.tf.last_rejection}")
+            self.pipeline.bad_inputs[f"tf_{cause}"] += count - 1
+        for stream, frame in self.config.tf_frames.items():
+            try:
+                self.tf.path(self.config.tf.world_frame, frame)
+            except TfLookupError as err:
+                raise BagError(f"{self.in_bag}: {err}. Set tf.world_frame and tf."
+                               f"{stream.split('_')[0]}_frame to frames of its TF tree") from None
 
     def __iter__(self) -> Iterator[Clip]:
         if self._reader is None:

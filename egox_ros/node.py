@@ -5,7 +5,8 @@ on a bounded queue; one worker thread owns the generator, runs it and publishes.
 input is counted and logged once per cause; /diagnostics reports the counters.
 
 Topics (relative, remappable): exo/image_raw or exo/image_raw/compressed, exo/camera_info,
-exo/depth, exo/mask, exo/pose, ego/pose, prompt in; ~/ego/image, ~/ego/camera_info,
+exo/depth, exo/mask, exo/pose, ego/pose, prompt in (or the camera poses from /tf and /tf_static
+through tf2_ros, where a ROS 2 workspace provides it); ~/ego/image, ~/ego/camera_info,
 ~/ego_prior/image, ~/ego_prior/camera_info, ~/clip_quality (one DiagnosticArray per clip,
 stamped with its first exo stamp: egox_model.quality) and /diagnostics out.
 """
@@ -34,6 +35,7 @@ from egox_ros.messages import RclpyFactory
 from egox_ros.params import EgoxConfig, declare_config
 from egox_ros.pipeline import ExoPipeline, output_messages
 from egox_ros.spin import spin_node
+from egox_ros.tf2_lookup import Tf2Lookup, tf2_ros_missing
 from egox_ros.work_queue import BoundedQueue
 
 __all__ = ["EgoxNode", "main", "make_backend", "release_free_memory"]
@@ -79,10 +81,12 @@ class EgoxNode(Node):
         self.queue: BoundedQueue | None = None
         super().__init__(node_name, **node_kwargs)
         self.config = cfg = declare_config(self, config)
+        self.tf = self._tf_lookup(cfg)
         self.generator = generator if generator is not None else make_backend(cfg)
         # max_wait_s on the monotonic clock; the ROS clock checks stamps unless it is sim time.
         self.pipeline = ExoPipeline(cfg, on_bad_input=self._on_bad_input,
-                                    clock_ns=time.monotonic_ns, reference_ns=self._wall_ns)
+                                    clock_ns=time.monotonic_ns, reference_ns=self._wall_ns,
+                                    tf=self.tf)
         self.queue = BoundedQueue(cfg.queue_size, cfg.overflow_policy)
         self.factory = RclpyFactory()
         self.counters: Counter[str] = Counter()
@@ -125,8 +129,9 @@ class EgoxNode(Node):
         self.create_subscription(image_type, cfg.exo_topic, self._cb(p.on_exo_image), sub_qos)
         self.create_subscription(CameraInfo, "exo/camera_info", self._cb(p.on_camera_info),
                                  sub_qos)
-        ego_type = PoseStamped if cfg.ego_pose_type == "pose" else Odometry
-        self.create_subscription(ego_type, "ego/pose", self._cb(p.on_ego_pose), sub_qos)
+        if cfg.ego_pose_source == "topic":
+            ego_type = PoseStamped if cfg.ego_pose_type == "pose" else Odometry
+            self.create_subscription(ego_type, "ego/pose", self._cb(p.on_ego_pose), sub_qos)
         if cfg.exo_pose_source == "topic":
             self.create_subscription(PoseStamped, "exo/pose", self._cb(p.on_exo_pose), sub_qos)
         if cfg.depth_source == "topic":
@@ -151,9 +156,28 @@ class EgoxNode(Node):
         self._worker = threading.Thread(target=self._work, name="egox-worker", daemon=True)
         self._worker.start()
         self._diag_timer = self.create_timer(cfg.diagnostics_period_s, self.publish_diagnostics)
+        missing = tf2_ros_missing()
+        if missing:
+            self.get_logger().info(f"tf2_ros is not installed ({missing}; it comes with a ROS 2 "
+                                   "workspace, no wheel exists): camera poses come from topics "
+                                   "and parameters, not from TF")
         self.get_logger().info(
             f"egox ready: backend={self.generator.name}, clip {cfg.clip_length} frames at "
             f"{cfg.fps} fps, exo input {self.resolve_topic_name(cfg.exo_topic)}")
+
+    def _tf_lookup(self, cfg: EgoxConfig) -> Tf2Lookup | None:
+        """tf2_ros' buffer and listener when the config reads camera poses from TF; a
+        ConfigError for such a config where tf2_ros is not installed."""
+        if not cfg.tf_frames:
+            return None
+        missing = tf2_ros_missing()
+        if missing:
+            key = "ego_pose_source" if "ego_pose" in cfg.tf_frames else "exo_pose_source"
+            raise ConfigError(f"reading camera poses from TF needs tf2_ros ({missing}): source "
+                              "a ROS 2 workspace with it (apt install ros-<distro>-tf2-ros; "
+                              "no wheel exists), or use 'topic' (`egox convert` reads TF from "
+                              "bags without it)", key=key, value="tf")
+        return Tf2Lookup(self)
 
     # ---- callbacks: decode, buffer, enqueue; never inference -------------------------------
     def _cb(self, handler):

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from egox_model.config import Setting, from_flat, read_params_file, settings_of, setting, \
-    to_flat
+from egox_model.config import Setting, check_settings, from_flat, group, read_params_file, \
+    settings_of, setting, to_flat
 from egox_model.errors import ConfigError, InputError
 from egox_model.generator.config import GeneratorConfig
 from egox_model.geometry.pose import QUATERNION_TOLERANCE
 from egox_ros.work_queue import OVERFLOW_POLICIES
 
-__all__ = ["YAML_HEADER", "EgoxConfig", "declare_config", "load_config"]
+__all__ = ["YAML_HEADER", "EgoxConfig", "TfConfig", "declare_config", "load_config"]
 
 IDENTITY_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
 #: The comment on top of config/egox.yaml.
@@ -29,6 +29,27 @@ YAML_HEADER = """Every parameter of the egox node, generated from egox_ros/param
 ros2 launch egox_ros egox.launch.py config:=/path/to/this.yaml, or
 egox_node --ros-args --params-file config/egox.yaml; `egox convert --config` reads it too.
 Each entry: description [allowed values]. Nested keys are dotted parameter names."""
+
+
+@dataclass(frozen=True)
+class TfConfig:
+    """Frames of the camera poses read from TF (/tf and /tf_static, tf2 conventions)."""
+
+    world_frame: str = setting("map", "fixed frame the camera poses are expressed in (REP "
+                               "105: 'map', or 'odom' for drift-prone but smooth poses)")
+    ego_frame: str = setting("ego_camera_optical_frame", "frame of the ego pose "
+                             "(ego_pose_source 'tf'); the ego camera = this frame * "
+                             "ego_camera_offset (identity: it is the ego camera's optical "
+                             "frame, REP 103 z forward, x right, y down)")
+    exo_frame: str = setting("exo_camera_optical_frame", "the exo camera's optical frame "
+                             "(exo_pose_source 'tf'; z forward, x right, y down)")
+    tolerance_s: float = setting(0.015, "a stamp up to this far before the first or after "
+                                 "the last /tf sample of a moving frame takes that sample; "
+                                 "further out the frame is dropped (tf_extrapolation), never "
+                                 "extrapolated", low=0.0)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -43,15 +64,22 @@ class EgoxConfig(GeneratorConfig):
                                 "RGB-D camera; 'estimate': a plain RGB camera, depth from "
                                 "perception.depth_model on the worker (docs/perception.md)",
                                 choices=("topic", "estimate"))
+    ego_pose_source: str = setting("topic", "'topic' (ego/pose, of ego_pose_type) or 'tf' "
+                                   "(tf.ego_frame in tf.world_frame from /tf and /tf_static, "
+                                   "at each exo stamp)", choices=("topic", "tf"))
     ego_pose_type: str = setting("pose", "ego/pose message type: 'pose' (PoseStamped) or "
                                  "'odometry'", choices=("pose", "odometry"))
-    exo_pose_source: str = setting("parameter", "'parameter' (static exo_pose) or 'topic' "
-                                   "(exo/pose)", choices=("parameter", "topic"))
+    exo_pose_source: str = setting("parameter", "'parameter' (static exo_pose), 'topic' "
+                                   "(exo/pose) or 'tf' (tf.exo_frame in tf.world_frame from "
+                                   "/tf and /tf_static, at each exo stamp)",
+                                   choices=("parameter", "topic", "tf"))
     exo_pose: list[float] = setting(IDENTITY_POSE, "static exo camera pose in the world "
                                     "frame, optical axes: [x, y, z, qx, qy, qz, qw]", length=7)
     ego_camera_offset: list[float] = setting(IDENTITY_POSE, "ego optical frame in the ego "
                                              "pose's frame: [x, y, z, qx, qy, qz, qw]",
                                              length=7)
+    tf: TfConfig = group(TfConfig, "camera poses from TF (ego_pose_source / exo_pose_source "
+                         "'tf')")
     use_mask: bool = setting(False, "subscribe exo/mask (mono8, non-zero = dynamic object)")
     prompt: str = setting("", "text prompt until one arrives on the prompt topic")
     # Output camera and frames
@@ -154,6 +182,13 @@ class EgoxConfig(GeneratorConfig):
                               f"parameters make (clip_length={self.clip_length}, "
                               f"ego {self.ego_width}x{self.ego_height}, exo "
                               f"{self.exo_width}x{self.exo_height}): {err}") from None
+
+    @property
+    def tf_frames(self) -> dict[str, str]:
+        """Pose stream ("ego_pose", "exo_pose") -> TF frame, for the poses read from TF."""
+        frames = {"ego_pose": (self.ego_pose_source, self.tf.ego_frame),
+                  "exo_pose": (self.exo_pose_source, self.tf.exo_frame)}
+        return {stream: frame for stream, (source, frame) in frames.items() if source == "tf"}
 
     @property
     def exo_topic(self) -> str:

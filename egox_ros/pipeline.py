@@ -22,12 +22,13 @@ from egox_model.errors import InputError
 from egox_model.geometry.camera import CameraModel, Intrinsics
 from egox_model.geometry.pose import pose_to_c2w
 from egox_ros.clip_buffer import ClipBuffer, ClipSpec
-from egox_ros.errors import MessageError
+from egox_ros.errors import MessageError, TfError
 from egox_ros.image_conversion import (compressed_to_numpy, depth_to_metres, image_to_mask,
                                        image_to_rgb)
 from egox_ros.messages import MessageFactory, pose_msg_to_c2w, stamp_ns
 from egox_ros.params import EgoxConfig
 from egox_ros.stamp_matching import MatchedFrame, StampMatcher
+from egox_ros.tf_tree import TransformLookup
 
 __all__ = ["ExoPipeline", "output_messages"]
 
@@ -42,14 +43,23 @@ class ExoPipeline:
 
     def __init__(self, config: EgoxConfig, on_bad_input: BadInputHook | None = None, *,
                  clock_ns: Callable[[], int] | None = None,
-                 reference_ns: Callable[[], int | None] | None = None) -> None:
+                 reference_ns: Callable[[], int | None] | None = None,
+                 tf: TransformLookup | None = None) -> None:
         """`clock_ns`: monotonic clock for giving frames up after max_wait_s (the node);
         None measures the wait in stamp time (offline conversion). `reference_ns`: the
-        node's clock when it is not sim time, for implausible stamps (None: not used)."""
+        node's clock when it is not sim time, for implausible stamps (None: not used).
+        `tf`: the transforms the poses of `config.tf_frames` are looked up in (required
+        when the config reads poses from TF)."""
         self.config = config
         self.bad_inputs: Counter[str] = Counter()
         self._on_bad_input = on_bad_input
-        streams = ["ego_pose"]
+        if config.tf_frames and tf is None:
+            raise ValueError(f"the config reads {sorted(config.tf_frames)} from TF: pass tf= "
+                             "(a TfBuffer, or the node's tf2 buffer)")
+        self.tf = tf
+        self._clock = clock_ns
+        self._tf_waiting: deque[tuple[MatchedFrame, int | None]] = deque()
+        streams = ["ego_pose"] if config.ego_pose_source == "topic" else []
         if config.exo_pose_source == "topic":
             streams.append("exo_pose")
         if config.depth_source == "topic":
@@ -140,7 +150,7 @@ class ExoPipeline:
 
     def flush(self) -> list[Clip]:
         """End of input (bag conversion): match the remaining frames; partial clips are dropped."""
-        return self._guard(lambda: self._to_clips(self.matcher.flush()))
+        return self._guard(lambda: self._to_clips(self.matcher.flush(), final=True))
 
     # ---- internals -------------------------------------------------------------------------
     def _needs_camera(self, handler: Callable[[Any], list[Clip]], msg: Any) -> list[Clip]:
@@ -224,7 +234,9 @@ class ExoPipeline:
     def _add(self, stream: str, stamp: int, value: Any) -> list[Clip]:
         return self._to_clips(self.matcher.add(stream, stamp, value))
 
-    def _to_clips(self, frames: list[MatchedFrame]) -> list[Clip]:
+    def _to_clips(self, frames: list[MatchedFrame], *, final: bool = False) -> list[Clip]:
+        if self.tf is not None:
+            frames = self._with_tf_poses(frames, final=final)
         clips = []
         for frame in frames:
             gaps = self.buffer.counters["gap_reset"]
@@ -242,10 +254,38 @@ class ExoPipeline:
                 clips.append(self._make_clip(done[0]))
         return clips
 
+    def _with_tf_poses(self, frames: list[MatchedFrame], *, final: bool) -> list[MatchedFrame]:
+        """The matched frames whose camera poses TF gives at their stamps, in order, with
+        the poses in `others` (ego: the TF pose * ego_camera_offset). With a clock (the
+        node), a frame TF may still give (transforms not received yet) waits, and the frames
+        after it, up to max_wait_s ("tf_timeout" after); otherwise a frame TF cannot give is
+        dropped under the error's cause ("tf_no_path", "tf_extrapolation")."""
+        now = self._clock() if self._clock is not None else None
+        self._tf_waiting.extend((frame, now) for frame in frames)
+        world, ready = self.config.tf.world_frame, []
+        while self._tf_waiting:
+            frame, arrival = self._tf_waiting[0]
+            try:
+                for stream, frame_id in self.config.tf_frames.items():
+                    c2w = self.tf.lookup(world, frame_id, frame.stamp_ns)
+                    frame.others[stream] = c2w @ self.ego_offset if stream == "ego_pose" else c2w
+            except TfError as err:
+                if err.may_resolve and now is not None and not final:
+                    if now - arrival <= self.matcher.max_wait_ns:
+                        break
+                    self.report("tf_timeout", f"exo frame at {frame.stamp_ns} ns dropped after "
+                                f"waiting max_wait_s={self.config.max_wait_s:g} s for TF: {err}")
+                else:
+                    self.report(err.cause, f"exo frame at {frame.stamp_ns} ns dropped: {err}")
+            else:
+                ready.append(frame)
+            self._tf_waiting.popleft()
+        return ready
+
     def _frame_arrays(self, frame: MatchedFrame) -> dict[str, np.ndarray]:
         cfg = self.config
         arrays = {"exo_rgb": frame.pivot, "ego_c2w": frame.others["ego_pose"]}
-        if cfg.exo_pose_source == "topic":
+        if cfg.exo_pose_source != "parameter":                    # topic or TF
             arrays["exo_c2w"] = frame.others["exo_pose"]
         if cfg.depth_source == "topic":
             arrays["exo_depth_m"] = frame.others["depth"]

@@ -2,6 +2,8 @@
 /tf and /tf_static against the pose-topic path on the same bag."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 import numpy as np
 import pytest
@@ -10,7 +12,14 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from egox_model.geometry.pose import c2w_to_pose, pose_to_c2w
+from ros_fixtures import tiny_scene  # noqa: I100
+
+from egox_model.errors import ConfigError
+from egox_ros.convert import BagClips
 from egox_ros.errors import BagError, TfExtrapolationError, TfLookupError
+from egox_ros.image_conversion import numpy_to_image
+from egox_ros.messages import RosbagsFactory
+from egox_ros.params import EgoxConfig, TfConfig
 from egox_ros.tf_tree import TfBuffer
 
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -194,3 +203,212 @@ def test_tree_from_a_bag_equals_the_tree_built_directly(tmp_path):
         writer.add_connection("/other", "std_msgs/msg/String", typestore=TS)
     with pytest.raises(BagError, match="no /tf or /tf_static topic .* it has \\['/other'\\]"):
         TfBuffer.from_bag(tmp_path / "no_tf")
+
+
+# ---- egox convert: TF path against the pose-topic path -------------------------------------
+FRAMES = 10
+OPTICAL = pose_to_c2w(np.zeros(3), np.array([-0.5, 0.5, -0.5, 0.5]))   # x fwd -> z fwd (REP 103)
+
+
+def _walk(t_s: float) -> np.ndarray:
+    """world -> head at t_s s after the first frame: turning 0.3 rad/s about z, walking
+    0.6 m/s along y, looking along +x at the scene's plane."""
+    return _rot_z(0.3 * t_s - 0.15, (0.2, 0.6 * t_s - 0.1, 1.0))
+
+
+def _scene():
+    scene = tiny_scene(frames=FRAMES)
+    t_s = (scene.stamps_ns - scene.stamps_ns[0]) / 1e9
+    scene.ego_c2w = np.stack([_walk(t) @ OPTICAL for t in t_s])
+    return scene
+
+
+def _write_exo_bag(path: Path, scene, *, pose_topic: bool = True, tf_period_ms: float = 7.0,
+                   tf_until_s: float = 0.35, drop_link: str = "") -> None:
+    """An exo bag: image, camera_info, depth, /ego/pose at the frame stamps (pose_topic), and
+    TF: world -> base -> exo_link -> exo_optical and head -> ego_optical on /tf_static, world
+    -> head on /tf every `tf_period_ms` from 20 ms before the first frame to `tf_until_s`
+    after it, never at a frame stamp. `drop_link`: a child frame whose link is left out."""
+    f = RosbagsFactory(TS)
+    types = TS.types
+    image_t = types["sensor_msgs/msg/Image"]
+    base_exo = np.linalg.inv(W_BASE) @ scene.exo_c2w[0] @ np.linalg.inv(EXO_OPT)
+    static = [(p, c, int(scene.stamps_ns[0]), T) for p, c, T in
+              [("world", "base", W_BASE), ("base", "exo_link", base_exo),
+               ("exo_link", "exo_optical", EXO_OPT), ("head", "ego_optical", OPTICAL)]
+              if c != drop_link]
+    first = int(scene.stamps_ns[0])
+    tf_stamps = first + np.round(np.arange(-20.0, tf_until_s * 1e3, tf_period_ms) * MS + 1234)
+    dynamic = [(int(s), [("world", "head", int(s), _walk((s - first) / 1e9))])
+               for s in tf_stamps]
+    topics = [("/exo/image_raw", "sensor_msgs/msg/Image"),
+              ("/exo/camera_info", "sensor_msgs/msg/CameraInfo"),
+              ("/exo/depth", "sensor_msgs/msg/Image")]
+    if pose_topic:
+        topics.append(("/ego/pose", "geometry_msgs/msg/PoseStamped"))
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        _write_tf(writer, static, dynamic)
+        conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in topics}
+        for i, stamp in enumerate(int(s) for s in scene.stamps_ns):
+            h = f.header(stamp, "exo_optical")
+            msgs = {"/exo/camera_info": f.camera_info(scene.exo_K, h),
+                    "/exo/image_raw": numpy_to_image(scene.exo_rgb[i], "rgb8", h,
+                                                     msg_type=image_t),
+                    "/exo/depth": numpy_to_image((scene.exo_depth_m[i] * 1000).astype(np.uint16),
+                                                 "16UC1", h, msg_type=image_t)}
+            if pose_topic:
+                p, q = c2w_to_pose(scene.ego_c2w[i])
+                msgs["/ego/pose"] = types["geometry_msgs/msg/PoseStamped"](
+                    header=f.header(stamp, "world"), pose=types["geometry_msgs/msg/Pose"](
+                        position=types["geometry_msgs/msg/Point"](*map(float, p)),
+                        orientation=types["geometry_msgs/msg/Quaternion"](*map(float, q))))
+            for topic, msg in msgs.items():
+                writer.write(conns[topic], stamp, TS.serialize_cdr(msg, msg.__msgtype__))
+
+
+def _config(scene, **overrides) -> EgoxConfig:
+    K = scene.ego_K
+    values = dict(clip_length=5, clip_stride=5, exo_width=0, exo_height=0, ego_width=K.width,
+                  ego_height=K.height, ego_fx=K.fx, ego_fy=K.fy, ego_cx=K.cx, ego_cy=K.cy,
+                  exo_pose=[float(v) for v in np.concatenate(c2w_to_pose(scene.exo_c2w[0]))])
+    values.update(overrides)
+    return EgoxConfig(**values)
+
+
+def _tf(**frames: str) -> dict:
+    """Settings reading both camera poses from the test tree's TF (`frames` override)."""
+    return dict(ego_pose_source="tf", exo_pose_source="tf", tf=TfConfig(**{
+        "world_frame": "world", "ego_frame": "ego_optical", "exo_frame": "exo_optical",
+        **frames}))
+
+
+def _clips(bag: Path, config: EgoxConfig):
+    with BagClips(bag, config) as reader:
+        return list(reader), reader.counters()
+
+
+def test_tf_path_gives_the_clips_of_the_pose_topic_path(tmp_path):
+    scene = _scene()
+    _write_exo_bag(tmp_path / "bag", scene)
+    by_topic, _ = _clips(tmp_path / "bag", _config(scene))
+    by_tf, counters = _clips(tmp_path / "bag", _config(scene, **_tf()))
+    assert len(by_tf) == len(by_topic) == FRAMES // 5
+    assert counters["bad_inputs"] == {}
+    for a, b in zip(by_tf, by_topic):
+        np.testing.assert_array_equal(a.stamps_ns, b.stamps_ns)
+        np.testing.assert_array_equal(a.exo_rgb, b.exo_rgb)
+        np.testing.assert_allclose(a.ego_c2w, b.ego_c2w, atol=1e-9)
+        np.testing.assert_allclose(a.exo_c2w, b.exo_c2w, atol=1e-9)
+    np.testing.assert_allclose(np.concatenate([c.ego_c2w for c in by_tf]), scene.ego_c2w,
+                               atol=1e-9)
+    # the same through ego_camera_offset: TF gives the head, the offset the optical frame
+    offset = [float(v) for v in np.concatenate(c2w_to_pose(OPTICAL))]
+    by_head, _ = _clips(tmp_path / "bag", _config(scene, ego_camera_offset=offset,
+                                                  **_tf(ego_frame="head")))
+    np.testing.assert_allclose(np.concatenate([c.ego_c2w for c in by_head]), scene.ego_c2w,
+                               atol=1e-9)
+
+
+def test_a_bag_without_the_link_or_without_tf_is_refused_naming_it(tmp_path):
+    scene = _scene()
+    _write_exo_bag(tmp_path / "no_link", scene, drop_link="exo_link")
+    with pytest.raises(BagError, match="no transform from 'world' to 'exo_optical': 'exo_link' "
+                                       "has no parent in /tf or /tf_static"):
+        _clips(tmp_path / "no_link", _config(scene, **_tf()))
+    _write_exo_bag(tmp_path / "no_head", scene, drop_link="ego_optical")
+    with pytest.raises(BagError, match="frame 'ego_optical' is in neither /tf nor /tf_static"):
+        _clips(tmp_path / "no_head", _config(scene, **_tf()))
+    _write_exo_bag(tmp_path / "no_pose", scene, pose_topic=False)
+    with pytest.raises(BagError, match=r"lacks required topic\(s\) /ego/pose"):
+        _clips(tmp_path / "no_pose", _config(scene))
+
+
+def test_frames_outside_the_tf_range_are_dropped_and_reported_not_extrapolated(tmp_path):
+    scene = _scene()                                    # frames every 33.3 ms from 0 to 300 ms
+    _write_exo_bag(tmp_path / "short", scene, tf_until_s=0.15)   # head known until ~147 ms
+    warned = []
+    with BagClips(tmp_path / "short", _config(scene, **_tf()),
+                  on_bad_input=lambda cause, msg, first: warned.append((cause, msg))) as reader:
+        clips = list(reader)
+    assert len(clips) == 1                               # frames 0-4 (0 to 133 ms)
+    np.testing.assert_allclose(clips[0].ego_c2w, scene.ego_c2w[:5], atol=1e-9)
+    assert reader.pipeline.bad_inputs["tf_extrapolation"] == FRAMES - 5
+    cause, message = warned[0]
+    assert cause == "tf_extrapolation"
+    assert "'world' -> 'head' is not known at stamp" in message
+    assert "not extrapolated beyond the tolerance (15 ms)" in message
+
+
+def test_config_names_the_tf_frames_and_refuses_the_world_as_camera():
+    config = _config(_scene(), **_tf())
+    assert config.tf_frames == {"ego_pose": "ego_optical", "exo_pose": "exo_optical"}
+    assert _config(_scene()).tf_frames == {}
+    with pytest.raises(ConfigError, match="tf.exo_frame='world'"):
+        _config(_scene(), **_tf(exo_frame="world"))
+
+
+# ---- live: frames wait for TF that has not arrived yet (the node's case) -------------------
+def test_live_frames_wait_for_late_tf_then_give_up_after_max_wait():
+    from egox_ros.pipeline import ExoPipeline
+
+    scene = _scene()
+    f = RosbagsFactory(TS)
+    image_t = TS.types["sensor_msgs/msg/Image"]
+    now = [0]
+    tf = TfBuffer(tolerance_ns=0)
+    base_exo = np.linalg.inv(W_BASE) @ scene.exo_c2w[0] @ np.linalg.inv(EXO_OPT)
+    first = int(scene.stamps_ns[0])
+    for parent, child, T in [("world", "base", W_BASE), ("base", "exo_link", base_exo),
+                             ("exo_link", "exo_optical", EXO_OPT),
+                             ("head", "ego_optical", OPTICAL)]:
+        _set(tf, parent, child, first, T, True)
+    pipeline = ExoPipeline(_config(scene, max_wait_s=1.0, **_tf()), clock_ns=lambda: now[0],
+                           tf=tf)
+
+    def frame(i: int) -> list:
+        h = f.header(int(scene.stamps_ns[i]), "exo_optical")
+        clips = pipeline.on_camera_info(f.camera_info(scene.exo_K, h))
+        clips += pipeline.on_depth(numpy_to_image(
+            (scene.exo_depth_m[i] * 1000).astype(np.uint16), "16UC1", h, msg_type=image_t))
+        return clips + pipeline.on_exo_image(numpy_to_image(scene.exo_rgb[i], "rgb8", h,
+                                                            msg_type=image_t))
+
+    def head_until(i: int) -> None:                    # /tf samples every 10 ms past frame i
+        for s in range(first - 20 * MS, int(scene.stamps_ns[i]) + 10 * MS, 10 * MS):
+            _set(tf, "world", "head", s, _walk((s - first) / 1e9), False)
+
+    assert [frame(i) for i in range(6)] == [[]] * 6      # no /tf yet: every frame waits
+    assert pipeline.bad_inputs == {}
+    head_until(4)                                       # TF for frames 0-4 arrives late
+    now[0] += 500 * MS
+    clips = frame(6)                                    # the next message releases them
+    assert len(clips) == 1 and pipeline.bad_inputs == {}
+    np.testing.assert_allclose(clips[0].ego_c2w, scene.ego_c2w[:5], atol=1e-9)
+    np.testing.assert_allclose(clips[0].exo_c2w, scene.exo_c2w[:5], atol=1e-9)
+    now[0] += 1100 * MS                                 # frames 5, 6 waited past max_wait_s
+    assert frame(7) == []
+    assert pipeline.bad_inputs == {"tf_timeout": 2}
+
+
+def test_node_refuses_tf_poses_without_tf2_ros_in_one_line():
+    import os
+    import subprocess
+    import sys
+
+    from egox_ros.tf2_lookup import tf2_ros_missing
+
+    if not tf2_ros_missing():
+        pytest.skip("tf2_ros is installed here: the node reads TF through it")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "egox_ros.node", "--ros-args", "-p",
+                           "exo_pose_source:=tf"], env=dict(os.environ, PYTHONPATH=str(root)),
+                          capture_output=True, text=True, timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    assert lines[0].startswith("[FATAL]") and lines[0].endswith(
+        "[egox]: parameter exo_pose_source='tf': reading camera poses from TF needs tf2_ros (No "
+        "module named 'tf2_ros'): source a ROS 2 workspace with it (apt install "
+        "ros-<distro>-tf2-ros; no wheel exists), or use 'topic' (`egox convert` reads TF from "
+        "bags without it)"), output
