@@ -288,6 +288,27 @@ def bench_perception(
         typer.echo(json.dumps(result))
 
 
+@eval_app.command("seams")
+def eval_seams(
+    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    frames: int = typer.Option(25, min=2, help="Frames of the synthetic scene."),
+    length: int = typer.Option(9, min=1, help="Frames per clip (4k+1)."),
+    stride: int = typer.Option(4, min=1, help="Frames between clip starts (wan: a multiple "
+                                              "of 4)."),
+    steps: int = typer.Option(4, min=1, help="Denoising steps of the tiny wan model."),
+) -> None:
+    """Frame-to-frame change across clip boundaries vs within clips of a long synthetic
+    episode, for `prior` and the tiny random-weight `wan` with continuation on and off
+    (docs/wan.md, "Long episodes")."""
+    import json
+
+    from egox_model.eval.seams import SeamsConfig, format_seams, run_seams
+    result = run_seams(SeamsConfig(frames=frames, length=length, stride=stride, steps=steps))
+    typer.echo(format_seams(result))
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
 def run(command: typer.Typer) -> None:
     """Run a typer app; a user error (any EgoxError) ends as one line and exit status 2."""
     try:

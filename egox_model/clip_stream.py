@@ -22,7 +22,8 @@ from egox_model.errors import InputError
 from egox_model.generator.base import Generator
 from egox_model.output import GeneratorOutput
 
-__all__ = ["ClipStream", "clip_starts", "generate_stream", "stitch_outputs"]
+__all__ = ["ClipStream", "clip_starts", "generate_clips", "generate_stream",
+           "stitch_outputs"]
 
 
 class ClipStream:
@@ -108,19 +109,27 @@ def clip_starts(num_frames: int, length: int, stride: int) -> list[int]:
     return list(range(0, num_frames - length + 1, stride))
 
 
-def generate_stream(generator: Generator, clip: Clip, length: int, stride: int
-                    ) -> tuple[GeneratorOutput, list[int]]:
-    """Generate a long `clip` as clips of `length` frames every `stride` frames, each
-    continuing from the one before; returns the stitched output (each frame once) and the
-    index of each clip's first output frame in it."""
+def generate_clips(generator: Generator, clip: Clip, length: int, stride: int
+                   ) -> list[tuple[Clip, int, GeneratorOutput]]:
+    """Generate a long `clip` as clips of `length` frames every `stride` frames, each with
+    the output of the frames it shares with the one before as context: per clip (the clip
+    as generated, index of its first new frame, its output)."""
     starts = clip_starts(clip.num_frames, length, stride)
     if not starts:
         raise InputError(f"the video has {clip.num_frames} frames, fewer than one clip of "
                          f"{length}")
-    stream, outputs = ClipStream(), []
+    stream, done = ClipStream(), []
     for first in starts:
-        window = clip.window(first, first + length)
-        output = generator.generate(stream.with_context(window))
-        outputs.append((stream.record(window, output), output))
-    stitched = stitch_outputs(outputs)
+        window = stream.with_context(clip.window(first, first + length))
+        output = generator.generate(window)
+        done.append((window, stream.record(window, output), output))
+    return done
+
+
+def generate_stream(generator: Generator, clip: Clip, length: int, stride: int
+                    ) -> tuple[GeneratorOutput, list[int]]:
+    """`generate_clips` stitched: the output of the long clip, each frame once, and the
+    index of each clip's first output frame in it."""
+    done = generate_clips(generator, clip, length, stride)
+    stitched = stitch_outputs([(start, output) for _, start, output in done])
     return stitched, stitched.diagnostics["clip_starts"]

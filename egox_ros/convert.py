@@ -22,6 +22,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from egox_model.clip import Clip
+from egox_model.clip_stream import ClipStream
 from egox_model.generator.base import Generator
 from egox_model.output import GeneratorOutput
 from egox_model.quality import clip_quality
@@ -189,7 +190,8 @@ class BagClips:
 
 class EgoBagWriter:
     """The ego bag being written: `write(clip, output)` appends one generated clip's topics
-    (log time = source exo stamp) in the order it is called; `with` closes the bag."""
+    (log time = source exo stamp) in the order it is called, each frame once (`stream`:
+    overlapping clips write only their new frames); `with` closes the bag."""
 
     def __init__(self, out_bag: str | Path, config: EgoxConfig, *, namespace: str = "/",
                  node_name: str = "egox") -> None:
@@ -201,6 +203,7 @@ class EgoBagWriter:
         self.node_name = node_name
         self.clips = 0
         self.ego_frames = 0
+        self.stream = ClipStream()
         self._writer: Writer | None = None
 
     def __enter__(self) -> "EgoBagWriter":
@@ -223,13 +226,15 @@ class EgoBagWriter:
             clip_quality(output, clip.stamps_ns),
             self.factory.header(int(clip.stamps_ns[0]), self.config.ego_frame_id),
             f"{self.node_name}: clip quality")
-        for rel, msg in itertools.chain(output_messages(self.factory, output, clip, self.config),
+        start = self.stream.record(clip, output)  # frames before it: written already
+        for rel, msg in itertools.chain(output_messages(self.factory, output, clip, self.config,
+                                                        start),
                                         [("clip_quality", quality)]):
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             self._writer.write(self._conns[rel], stamp,
                                self.typestore.serialize_cdr(msg, msg.__msgtype__))
         self.clips += 1
-        self.ego_frames += clip.num_frames
+        self.ego_frames += clip.num_frames - start
 
     def topics(self) -> list[str]:
         """The absolute output topics."""
@@ -257,8 +262,8 @@ def convert_bag(in_bag: str | Path, out_bag: str | Path, config: EgoxConfig, gen
     with clips:
         t_start = time.monotonic()
         with EgoBagWriter(out_bag, config, namespace=namespace, node_name=node_name) as writer:
-            for clip in clips:
-                writer.write(clip, generator.generate(clip))
+            for clip in clips:      # with the output of frames it shares with the one before
+                writer.write(clip, generator.generate(writer.stream.with_context(clip)))
     return {"clips": writer.clips, "ego_frames": writer.ego_frames,
             "messages_read": clips.messages_read, "seconds": time.monotonic() - t_start,
             **clips.counters(), "output_topics": writer.topics()}

@@ -28,6 +28,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from egox_model.clip import Clip
+from egox_model.clip_stream import ClipStream
 from egox_model.errors import ConfigError, EgoxError
 from egox_model.generator import Generator, make_generator
 from egox_model.quality import clip_quality
@@ -89,6 +90,7 @@ class EgoxNode(Node):
                                     tf=self.tf)
         self.queue = BoundedQueue(cfg.queue_size, cfg.overflow_policy)
         self.factory = RclpyFactory()
+        self.stream = ClipStream()                 # overlapping clips: the worker's only
         self.counters: Counter[str] = Counter()
         self.latencies_ms: list[float] = []        # last exo frame in -> first ego frame out
         self.backend_ms: list[float] = []          # generator.generate() alone
@@ -228,9 +230,11 @@ class EgoxNode(Node):
             try:
                 t0 = time.monotonic()
                 enqueued = clip.meta.get("egox_enqueued", received)
+                clip = self.stream.with_context(clip)     # the shared frames' output
                 output = self.generator.generate(clip, callback=self._step)
                 t1 = time.monotonic()
-                messages = output_messages(self.factory, output, clip, self.config)
+                start = self.stream.record(clip, output)  # frames before: published already
+                messages = output_messages(self.factory, output, clip, self.config, start)
                 first = True
                 for topic, msg in messages:
                     if self._stop.is_set():
@@ -252,7 +256,7 @@ class EgoxNode(Node):
                     f"{self.get_name()}: clip quality"))
                 with self._lock:
                     self.counters["clips_published"] += 1
-                    self.counters["frames_published"] += len(clip.stamps_ns)
+                    self.counters["frames_published"] += len(clip.stamps_ns) - start
             except _Abandon:
                 with self._lock:
                     self.counters["clips_abandoned"] += 1

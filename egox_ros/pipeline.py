@@ -326,10 +326,11 @@ class ExoPipeline:
                     dynamic_mask=arrays.get("dynamic_mask"), prompt=self.prompt, fps=cfg.fps)
 
 
-def output_messages(factory: MessageFactory, output: Any, clip: Clip, config: EgoxConfig
-                    ) -> Iterator[tuple[str, Any]]:
-    """(relative topic, message) pairs for one generated clip, frame by frame, built lazily
-    so the first frame can go out before the last is converted.
+def output_messages(factory: MessageFactory, output: Any, clip: Clip, config: EgoxConfig,
+                    start: int = 0) -> Iterator[tuple[str, Any]]:
+    """(relative topic, message) pairs for frames [start:] of one generated clip (the ones
+    before were output by the overlapping clip before it: `ClipStream.record`), frame by
+    frame, built lazily so the first frame can go out before the last is converted.
 
     Topics: ego/image, ego/camera_info and (publish_prior) ego_prior/image,
     ego_prior/camera_info. Every message carries its source exo frame's stamp and the ego
@@ -341,8 +342,8 @@ def output_messages(factory: MessageFactory, output: Any, clip: Clip, config: Eg
     h, w = ego.shape[1:3]
     K = clip.ego_K if (clip.ego_K.width, clip.ego_K.height) == (w, h) else \
         clip.ego_K.resized(w, h)
-    for i, stamp in enumerate(stamps):
-        header = factory.header(int(stamp), config.ego_frame_id)
+    for i in range(start, len(stamps)):
+        header = factory.header(int(stamps[i]), config.ego_frame_id)
         yield "ego/image", factory.image(ego[i], "rgb8", header)
         yield "ego/camera_info", factory.camera_info(K, header)
         if prior is not None:

@@ -412,3 +412,46 @@ def test_node_refuses_tf_poses_without_tf2_ros_in_one_line():
         "module named 'tf2_ros'): source a ROS 2 workspace with it (apt install "
         "ros-<distro>-tf2-ros; no wheel exists), or use 'topic' (`egox convert` reads TF from "
         "bags without it)"), output
+
+
+def _ego_images(bag: Path) -> list[tuple[int, np.ndarray]]:
+    """(stamp, rgb) of every ego image of a converted bag."""
+    from rosbags.highlevel import AnyReader
+
+    from egox_ros.image_conversion import image_to_rgb
+
+    with AnyReader([bag], default_typestore=TS) as reader:
+        conns = [c for c in reader.connections if c.topic == "/egox/ego/image"]
+        return [(stamp, image_to_rgb(reader.deserialize(raw, c.msgtype)).copy())
+                for c, stamp, raw in reader.messages(connections=conns)]
+
+
+def test_egox_convert_with_tf_flags_writes_the_pose_topic_conversion(tmp_path):
+    from typer.testing import CliRunner
+
+    from egox_ros.cli import app
+
+    scene = _scene()
+    _write_exo_bag(tmp_path / "bag", scene)
+    K = scene.ego_K
+    exo_pose = str([float(v) for v in np.concatenate(c2w_to_pose(scene.exo_c2w[0]))])
+    common = ["--no-progress", "--clip_length", "5", "--clip_stride", "5", "--exo_width", "0",
+              "--exo_height", "0", "--ego_width", str(K.width), "--ego_height", str(K.height),
+              "--ego_fx", str(K.fx), "--ego_fy", str(K.fy), "--ego_cx", str(K.cx),
+              "--ego_cy", str(K.cy)]
+    runs = {"topic": ["--exo_pose", exo_pose],
+            "tf": ["--ego_pose_source", "tf", "--exo_pose_source", "tf", "--tf.world_frame",
+                   "world", "--tf.ego_frame", "ego_optical", "--tf.exo_frame", "exo_optical"]}
+    for name, flags in runs.items():
+        result = CliRunner().invoke(app, ["convert", str(tmp_path / "bag"),
+                                          str(tmp_path / name), *common, *flags])
+        assert result.exit_code == 0, result.output
+    by_tf, by_topic = _ego_images(tmp_path / "tf"), _ego_images(tmp_path / "topic")
+    assert [s for s, _ in by_tf] == [s for s, _ in by_topic] == [int(s) for s in scene.stamps_ns]
+    for (_, a), (_, b) in zip(by_tf, by_topic):
+        assert a.any()
+        np.testing.assert_array_equal(a, b)
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "bag"), str(tmp_path / "bad"),
+                                      *common, *runs["tf"][:-1], "exo_link_typo"])
+    assert isinstance(result.exception, BagError)
+    assert "frame 'exo_link_typo' is in neither /tf nor /tf_static" in str(result.exception)
