@@ -236,6 +236,10 @@ def export_lerobot(
         out_dir: Path = typer.Argument(..., help="LeRobot v3 dataset directory: created, or "
                                                  "appended to"),
         fps: int = typer.Option(..., "--fps", help="frames per second of the dataset"),
+        with_bags: Optional[Path] = typer.Option(
+            None, "--with", metavar="BAG_OR_DIR",
+            help="read together with each bag: a bag (for one bag) or a directory with a bag "
+                 "of the same name per bag, e.g. what egox convert wrote (the ego topics)"),
         camera: list[str] = typer.Option(
             [], "--camera", metavar="NAME=TOPIC",
             help="a camera (Image or CompressedImage topic) as observation.images.NAME; "
@@ -277,7 +281,7 @@ def export_lerobot(
                           task=task, min_quality=min_quality, quality_topic=quality_topic,
                           marker_topic=marker, max_gap_s=max_gap, min_frames=min_frames,
                           vcodec=vcodec)
-    report = run_export(source, out_dir, config)
+    report = run_export(source, out_dir, config, with_bags=with_bags)
     for gap in report["gaps"]:
         typer.secho(f"warning: gap on {gap['topic']} in {gap['bag']}: {gap['frames']} frame(s) "
                     f"from {gap['from_ns']} ns, episode split there", err=True,

@@ -150,15 +150,24 @@ def _vector_of(topic: str, msgtype: str, msgs: list[tuple[int, Any]]) -> _Vector
 class _Bag:
     """What the first pass read of one bag."""
 
-    path: Path
+    paths: list[Path]                    # read together: the bag and its --with bag
     camera_stamps: dict[str, np.ndarray]
     vectors: dict[str, _Vector]
     clips: list[dict[str, str]]
     markers: np.ndarray
     camera_types: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def path(self) -> Path:
+        """The bag named as the source (the first)."""
+        return self.paths[0]
 
-def _read_bag(path: Path, config: ExportConfig) -> _Bag:
+    @property
+    def name(self) -> str:
+        return " + ".join(str(p) for p in self.paths)
+
+
+def _read_bag(paths: list[Path], config: ExportConfig) -> _Bag:
     """Stamps of the camera topics, every state/action/quality/marker message."""
     wanted = {**{t: "camera" for t in config.cameras.values()},
               **{t: "vector" for t in (*config.state, *config.action)}}
@@ -169,10 +178,12 @@ def _read_bag(path: Path, config: ExportConfig) -> _Bag:
         wanted[config.marker_topic] = "marker"
     typestore = get_typestore(Stores.ROS2_KILTED)
     try:
-        reader = AnyReader([path], default_typestore=typestore)
+        reader = AnyReader(paths, default_typestore=typestore)
         reader.open()
     except Exception as err:  # noqa: BLE001 - rosbags raises several unrelated types here
-        raise BagError(f"cannot open {path} as a rosbag2 bag (MCAP or sqlite3): {err}") from err
+        raise BagError(f"cannot open {' + '.join(map(str, paths))} as rosbag2 bags (MCAP or "
+                       f"sqlite3): {err}") from err
+    path = " + ".join(map(str, paths))
     try:
         types = {c.topic: c.msgtype for c in reader.connections}
         missing = [f"{t} ({role})" for t, role in wanted.items() if t not in types]
@@ -209,7 +220,7 @@ def _read_bag(path: Path, config: ExportConfig) -> _Bag:
     empty = [t for t, m in [*vector_msgs.items(), *camera_stamps.items()] if not m]
     if empty:
         raise BagError(f"{path}: no messages on {', '.join(empty)}")
-    return _Bag(path, {t: np.sort(np.asarray(s, np.int64)) for t, s in camera_stamps.items()},
+    return _Bag(paths, {t: np.sort(np.asarray(s, np.int64)) for t, s in camera_stamps.items()},
                 vectors, clips, np.sort(np.asarray(markers, np.int64)),
                 {t: types[t] for t in config.cameras.values()})
 
@@ -226,7 +237,7 @@ def _gaps(name: str, covered: np.ndarray, grid: np.ndarray) -> list[dict[str, An
             for a, b in runs(~covered)]
 
 
-def _frames(path: Path, topic: str, stamps: np.ndarray, picks: np.ndarray
+def _frames(paths: list[Path], topic: str, stamps: np.ndarray, picks: np.ndarray
             ) -> Iterator[np.ndarray]:
     """RGB frames of `topic` at the stamp indices `picks` (non-decreasing, repeats allowed),
     in order, reading the bag once and decoding each picked message once."""
@@ -234,7 +245,7 @@ def _frames(path: Path, topic: str, stamps: np.ndarray, picks: np.ndarray
     needed = set(wanted.tolist())
     store: dict[int, tuple[bytes, str]] = {}
     position = 0
-    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+    with AnyReader(paths, default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
         conns = [c for c in reader.connections if c.topic == topic]
         for conn, _, raw in reader.messages(connections=conns):
             stamp = _header_stamp(raw)
@@ -276,7 +287,7 @@ def _plan(bag: _Bag, config: ExportConfig, keep: QualityFilter | None) -> _Plan:
     stop = min(int(s[-1]) for s in streams.values())
     if stop < start:
         spans = {t: (int(s[0]), int(s[-1])) for t, s in streams.items()}
-        raise BagError(f"{bag.path}: the streams do not overlap in time (first, last stamp "
+        raise BagError(f"{bag.name}: the streams do not overlap in time (first, last stamp "
                        f"ns): {spans}")
     grid = frame_grid(start, stop, config.fps)
     brackets = {t: bracket(s, grid, config.max_gap_ns) for t, s in streams.items()}
@@ -290,7 +301,7 @@ def _plan(bag: _Bag, config: ExportConfig, keep: QualityFilter | None) -> _Plan:
         if keep is not None and not keep(values):
             first, last = int(values["first_stamp_ns"]), int(values["last_stamp_ns"])
             ok &= ~((grid >= first) & (grid <= last))
-            excluded.append({"bag": str(bag.path), "first_stamp_ns": first,
+            excluded.append({"bag": bag.name, "first_stamp_ns": first,
                              "last_stamp_ns": last, "scores": values})
     cuts = set(np.searchsorted(grid, bag.markers, side="left").tolist())
     segments, short = [], []
@@ -300,38 +311,54 @@ def _plan(bag: _Bag, config: ExportConfig, keep: QualityFilter | None) -> _Plan:
             if hi - lo >= config.min_frames:
                 segments.append((lo, hi))
             else:
-                short.append({"bag": str(bag.path), "from_ns": int(grid[lo]),
+                short.append({"bag": bag.name, "from_ns": int(grid[lo]),
                               "frames": hi - lo})
     for gap in gaps:
-        gap["bag"] = str(bag.path)
+        gap["bag"] = bag.name
     cameras = {t: brackets[t] for t in bag.camera_stamps}
     vectors = {t: brackets[t] for t in bag.vectors}
     return _Plan(grid, segments, cameras, vectors, gaps, excluded, short)
 
 
-def find_bags(source: Path) -> list[Path]:
-    """`source` itself when it is a bag, else the bags directly inside it, sorted."""
+def _is_bag(path: Path) -> bool:
+    return path.is_file() or (path / "metadata.yaml").exists()
+
+
+def find_bags(source: Path, with_bags: Path | None = None) -> list[list[Path]]:
+    """The bags to export, each with the bag read together with it: `source` itself when it
+    is a bag, else the bags directly inside it, sorted by name. `with_bags`: a bag read with
+    a single `source` bag, or a directory holding a bag of the same name for each (what
+    `egox convert` / `egox convert --ray` write: the ego topics beside the recorded ones)."""
     source = Path(source)
     if not source.exists():
         raise BagError(f"{source} does not exist")
-    if (source / "metadata.yaml").exists() or source.is_file():
-        return [source]
-    bags = sorted(p for p in source.iterdir() if (p / "metadata.yaml").exists())
+    bags = [source] if _is_bag(source) else sorted(p for p in source.iterdir() if _is_bag(p))
     if not bags:
         raise BagError(f"{source} is neither a bag (no metadata.yaml) nor a directory of bags")
-    return bags
+    if with_bags is None:
+        return [[bag] for bag in bags]
+    with_bags = Path(with_bags)
+    if _is_bag(with_bags):
+        if len(bags) > 1:
+            raise BagError(f"--with {with_bags} is one bag but {source} holds {len(bags)}: "
+                           "give a directory with a bag of the same name for each")
+        return [[bags[0], with_bags]]
+    missing = [b.name for b in bags if not _is_bag(with_bags / b.name)]
+    if missing:
+        raise BagError(f"--with {with_bags} has no bag for {missing}")
+    return [[bag, with_bags / bag.name] for bag in bags]
 
 
-def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
-                   ) -> dict[str, Any]:
-    """Export the bag (or directory of bags) `source` into the LeRobot v3 dataset `out_dir`
-    (created, or appended to); returns the run's report, also appended to
-    meta/egox_export.json."""
+def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig, *,
+                   with_bags: str | Path | None = None) -> dict[str, Any]:
+    """Export the bag (or directory of bags) `source`, each read together with its
+    `with_bags` bag (`find_bags`), into the LeRobot v3 dataset `out_dir` (created, or
+    appended to); returns the run's report, also appended to meta/egox_export.json."""
     out_dir = Path(out_dir)
     keep = (QualityFilter(config.min_quality, known_keys=config.quality_keys())
             if config.min_quality else None)
-    bags = find_bags(Path(source))
-    report: dict[str, Any] = {"sources": [str(b) for b in bags], "fps": config.fps,
+    bags = find_bags(Path(source), None if with_bags is None else Path(with_bags))
+    report: dict[str, Any] = {"sources": [[str(p) for p in b] for b in bags], "fps": config.fps,
                               "max_gap_s": config.max_gap_ns / NS, "resampling": RESAMPLING,
                               "min_quality": config.min_quality, "episodes": [], "gaps": [],
                               "excluded_clips": [], "short_segments": []}
@@ -347,7 +374,7 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
                 continue
             picks = {t: np.concatenate([b.nearest()[lo:hi] for lo, hi in plan.segments])
                      for t, b in plan.cameras.items()}
-            readers = {name: _frames(bag.path, topic, bag.camera_stamps[topic], picks[topic])
+            readers = {name: _frames(bag.paths, topic, bag.camera_stamps[topic], picks[topic])
                        for name, topic in config.cameras.items()}
             open_readers += readers.values()
             firsts = {name: next(gen) for name, gen in readers.items()}
@@ -363,7 +390,7 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
             for key, topics in (("observation.state", config.state), ("action", config.action)):
                 names = [n for t in topics for n in bag.vectors[t].names]
                 if topics and writer.features[key]["names"] != names:
-                    raise BagError(f"{bag.path}: {key} would be {names}, the dataset's is "
+                    raise BagError(f"{bag.name}: {key} would be {names}, the dataset's is "
                                    f"{writer.features[key]['names']}")
             for lo, hi in plan.segments:
                 vectors = {key: np.concatenate(
@@ -377,7 +404,7 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
                     videos={name: itertools.islice(gen, hi - lo) for name, gen in frames.items()})
                 first, last = int(plan.grid[lo]), int(plan.grid[hi - 1])
                 report["episodes"].append({
-                    "episode_index": index, "bag": str(bag.path), "from_ns": first,
+                    "episode_index": index, "bag": bag.name, "from_ns": first,
                     "to_ns": last, "frames": hi - lo,
                     "clips": [c for c in bag.clips if int(c["first_stamp_ns"]) <= last
                               and int(c["last_stamp_ns"]) >= first]})

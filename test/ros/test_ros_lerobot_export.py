@@ -43,11 +43,12 @@ def _yaw_quat(yaw: float) -> np.ndarray:
     return np.array([0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)])
 
 
-def write_bag(path: Path, skip: range = range(0)) -> None:
+def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None) -> None:
     """Exo 48x32 and ego 32x32 frames (exo frame i is grey 10*i, ego 5*i) at 30 fps,
     JointState [a, b] = [t, 2t] (t: seconds since T0) at 100 Hz, PoseStamped yawing 0.2 rad
     per frame at 30 Hz, Twist (no header) at 50 Hz, two clip_quality messages: frames 0-9
-    (PSNR 30 dB) and 10-19 (12 dB). Exo frames in `skip` are left out."""
+    (PSNR 30 dB) and 10-19 (12 dB). Exo frames in `skip` are left out; with `topics`, only
+    the messages of those topics are written."""
     f = RosbagsFactory(TS)
     types = TS.types
     image_t = types["sensor_msgs/msg/Image"]
@@ -87,7 +88,8 @@ def write_bag(path: Path, skip: range = range(0)) -> None:
                                      f.header(_stamp(first), "cam"), "egox: clip quality")
             msgs.append(("/egox/clip_quality", _stamp(first), quality))
         for topic, t, msg in sorted(msgs, key=lambda m: m[1]):
-            writer.write(conns[topic], t, TS.serialize_cdr(msg, msg.__msgtype__))
+            if topics is None or topic in topics:
+                writer.write(conns[topic], t, TS.serialize_cdr(msg, msg.__msgtype__))
 
 
 def _config(**overrides) -> ExportConfig:
@@ -217,6 +219,30 @@ def test_known_bag_gives_frames_timestamps_videos_and_state(tmp_path):
     assert "slerp" in log["runs"][0]["resampling"]
     assert [c["first_stamp_ns"] for c in log["runs"][0]["episodes"][0]["clips"]] == \
         [str(_stamp(0)), str(_stamp(10))]
+
+
+def test_recorded_and_converted_bags_read_together(tmp_path):
+    """`--with`: the ego topics in a second bag (as egox convert writes them), paired by
+    name for a directory of bags."""
+    ego = {"/egox/ego/image", "/egox/clip_quality"}
+    everything = {"/exo/image_raw", "/joint_states", "/ego/pose", "/cmd_vel"} | ego
+    for name in ("run_a", "run_b"):
+        write_bag(tmp_path / "rec" / name, topics=everything - ego)
+        write_bag(tmp_path / "ego" / name, topics=ego)
+    with pytest.raises(BagError, match="no messages on /egox/ego/image"):
+        export_lerobot(tmp_path / "rec" / "run_a", tmp_path / "ds", _config())
+    from egox_ros.cli import app
+    result = CliRunner().invoke(app, [
+        "export-lerobot", str(tmp_path / "rec"), str(tmp_path / "ds"), "--fps", "15",
+        "--with", str(tmp_path / "ego"), "--state", "/joint_states", "--min-quality",
+        "prior_psnr_db>=20"])
+    assert result.exit_code == 0, result.output
+    info = check_layout(tmp_path / "ds")
+    assert (info["total_episodes"], info["total_frames"]) == (2, 10)     # 5 kept per bag
+    runs = json.loads((tmp_path / "ds/meta/egox_export.json").read_text())["runs"]
+    assert runs[0]["sources"] == [[str(tmp_path / d / n) for d in ("rec", "ego")]
+                                  for n in ("run_a", "run_b")]
+    assert len(runs[0]["excluded_clips"]) == 2
 
 
 def test_slerp_between_pose_samples(tmp_path):
