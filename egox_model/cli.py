@@ -288,6 +288,53 @@ def bench_perception(
         typer.echo(json.dumps(result))
 
 
+@eval_app.command("split")
+@with_settings(GeneratorConfig)
+def eval_split(
+    data_dir: Path = typer.Argument(..., help="Paired-clip dataset root (ROOT/clips/NAME/, "
+                                              "ROOT/splits.json; docs/evaluation.md)."),
+    split: str = typer.Option("test", help="Split of ROOT/splits.json to score."),
+    out: Path = typer.Option(Path("out/eval"), "--out", help="Output folder: results.md, "
+                                                             "results.json, videos/ROW/NAME/."),
+    predictions: list[Path] = typer.Option(
+        None, "--predictions", help="Score this folder of NAME/ego.mp4 (+ NAME/masks.npz "
+                                    "ego_objects) instead of generating; repeat for more rows."),
+    ablations: str = typer.Option("", help="Comma-separated ablation rows generated beside the "
+                                           "full model: no_gga, no_prior, noisy_exo "
+                                           "(backend 'wan')."),
+    lpips_dir: str = typer.Option("", help="Folder with torchvision's alexnet-owt-7be5be79.pth "
+                                           "(or vgg16-397923af.pth) and lpips' alex.pth (or "
+                                           "vgg.pth); '' = no LPIPS."),
+    lpips_net: str = typer.Option("alex", help="LPIPS backbone: alex or vgg."),
+    clip_model: str = typer.Option("", help="Local transformers CLIP directory; '' = no "
+                                            "CLIP-I."),
+    i3d: str = typer.Option("", help="TorchScript I3D file (i3d_torchscript.pt); '' = no FVD."),
+    fvd_window: int = typer.Option(16, min=1, help="Frames per FVD window."),
+    metrics_device: str = typer.Option("cpu", help="Where the metric backbones run."),
+    frames: int = typer.Option(0, min=0, help="Frames per clip from the start (0 = all)."),
+    max_clips: int = typer.Option(0, min=0, help="First N clips of the split (0 = all)."),
+    settings: dict = None,
+) -> None:
+    """Generate (or read) the ego videos of a split and write the paper-style table: PSNR,
+    SSIM always; LPIPS, CLIP-I, FVD with local backbones; IoU / location error where object
+    masks exist. Every generator setting is a flag (`egox params`)."""
+    from egox_model.eval.runner import EvalOptions, make_generate, run_eval
+
+    options = EvalOptions(
+        split=split, frames=frames, max_clips=max_clips,
+        ablations=tuple(a.strip() for a in ablations.split(",") if a.strip()),
+        lpips_dir=lpips_dir, lpips_net=lpips_net, clip_model=clip_model, i3d=i3d,
+        fvd_window=fvd_window, device=metrics_device)
+    if predictions and settings:
+        raise ConfigError(f"generator flags ({', '.join(sorted(settings))}) do nothing when "
+                          "scoring --predictions folders; drop them")
+    backend, generate = ("", None) if predictions else make_generate(settings)
+    run_eval(data_dir, out, options, predictions=list(predictions or ()), generate=generate,
+             backend=backend, log=lambda text: typer.echo(text, err=True))
+    typer.echo((out / "results.md").read_text())
+    typer.echo(f"wrote {out}/results.md and {out}/results.json")
+
+
 @eval_app.command("seams")
 def eval_seams(
     json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
