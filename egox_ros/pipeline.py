@@ -5,7 +5,8 @@ messages (offline conversion) run through the same code. Bad input raises nothin
 counted in `bad_inputs` under a short cause and reported once per cause through `on_bad_input`.
 
 Per exo frame: decode -> undistort with the exo CameraInfo's model -> resize to
-exo_width x exo_height (K follows) -> match poses / depth / masks by stamp -> clip buffer.
+exo_width x exo_height (K follows) -> match poses / depth / masks by stamp (poses from TF:
+looked up at the matched exo stamp) -> clip buffer.
 With depth_source 'estimate' clips carry no depth: the generator built by the node's
 `make_backend` estimates it on the worker (egox_model.perception), never in a callback.
 """

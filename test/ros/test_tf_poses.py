@@ -173,9 +173,11 @@ def _tf_message(transforms: list[tuple[str, str, int, np.ndarray]]):
     return types["tf2_msgs/msg/TFMessage"](transforms=out)
 
 
-def _write_tf(writer: Writer, static: list, dynamic: list[tuple[int, list]]) -> None:
-    """/tf_static (one message at the first log time) and /tf (log time = stamp) on `writer`."""
-    conns = {t: writer.add_connection(t, "tf2_msgs/msg/TFMessage", typestore=TS)
+def _write_tf(writer: Writer, static: list, dynamic: list[tuple[int, list]],
+              namespace: str = "") -> None:
+    """/tf_static (one message at the first log time) and /tf (log time = stamp) on `writer`,
+    under `namespace`."""
+    conns = {t: writer.add_connection(namespace + t, "tf2_msgs/msg/TFMessage", typestore=TS)
              for t in ("/tf", "/tf_static")}
     first = min(stamp for stamp, _ in dynamic)
     writer.write(conns["/tf_static"], first, TS.serialize_cdr(_tf_message(static),
@@ -224,11 +226,12 @@ def _scene():
 
 
 def _write_exo_bag(path: Path, scene, *, pose_topic: bool = True, tf_period_ms: float = 7.0,
-                   tf_until_s: float = 0.35, drop_link: str = "") -> None:
+                   tf_until_s: float = 0.35, drop_link: str = "", tf_namespace: str = "") -> None:
     """An exo bag: image, camera_info, depth, /ego/pose at the frame stamps (pose_topic), and
     TF: world -> base -> exo_link -> exo_optical and head -> ego_optical on /tf_static, world
     -> head on /tf every `tf_period_ms` from 20 ms before the first frame to `tf_until_s`
-    after it, never at a frame stamp. `drop_link`: a child frame whose link is left out."""
+    after it, never at a frame stamp. `drop_link`: a child frame whose link is left out;
+    `tf_namespace`: TF on <namespace>/tf and <namespace>/tf_static."""
     f = RosbagsFactory(TS)
     types = TS.types
     image_t = types["sensor_msgs/msg/Image"]
@@ -247,7 +250,7 @@ def _write_exo_bag(path: Path, scene, *, pose_topic: bool = True, tf_period_ms: 
     if pose_topic:
         topics.append(("/ego/pose", "geometry_msgs/msg/PoseStamped"))
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        _write_tf(writer, static, dynamic)
+        _write_tf(writer, static, dynamic, tf_namespace)
         conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in topics}
         for i, stamp in enumerate(int(s) for s in scene.stamps_ns):
             h = f.header(stamp, "exo_optical")
@@ -455,3 +458,16 @@ def test_egox_convert_with_tf_flags_writes_the_pose_topic_conversion(tmp_path):
                                       *common, *runs["tf"][:-1], "exo_link_typo"])
     assert isinstance(result.exception, BagError)
     assert "frame 'exo_link_typo' is in neither /tf nor /tf_static" in str(result.exception)
+
+
+def test_tf_under_a_namespace_is_read_through_remap(tmp_path):
+    scene = _scene()
+    _write_exo_bag(tmp_path / "bag", scene, tf_namespace="/robot1")
+    config = _config(scene, **_tf())
+    with pytest.raises(BagError, match="no /tf or /tf_static topic"):
+        _clips(tmp_path / "bag", config)
+    remap = {"tf": "/robot1/tf", "tf_static": "/robot1/tf_static"}
+    with BagClips(tmp_path / "bag", config, remap=remap) as reader:
+        clips = list(reader)
+    np.testing.assert_allclose(np.concatenate([c.ego_c2w for c in clips]), scene.ego_c2w,
+                               atol=1e-9)
