@@ -1,12 +1,17 @@
-"""Z-buffer point rendering of a `PointCloud` at many camera poses (pure torch, batched).
+"""Z-buffer rendering of a `PointCloud` at many camera poses (pure torch, batched).
 
-Each point lands on its nearest pixel and the nearest point wins: one packed int64
-scatter-min of (depth bits << 32 | point index). A point also has to cover the gap to its
-neighbours on the surface (its splat): one whose neighbour spacing projects to s pixels is
-drawn a second time into the z-buffer of pyramid level l = ceil(log2 s), where it fills
-one 2^l x 2^l block. When the levels are composed, a coarse splat shows only where the
-finer levels are empty or see through to a surface behind it, so splats close pin-holes
-without blurring surfaces that are dense enough.
+A lifted cloud carries triangles (`lift_points` connects neighbouring exo pixels of one
+surface): each is drawn at every pixel centre inside it, with its depth interpolated (exact
+for the plane through its corners), and the pixel's colour is the perspective-correct
+interpolation of its three exo pixels. A surface the exo camera sampled sparsely (seen
+magnified or at a grazing angle) is therefore closed: nothing behind it shows through, and
+its edges follow the surface instead of pixel blocks. The z-test is one packed int64
+scatter-min of (depth bits << 32 | primitive index).
+
+Points that no triangle uses (and clouds without triangles) are drawn as points: each lands
+on its nearest pixel, and one whose neighbour spacing projects to s pixels is drawn a second
+time into the z-buffer of pyramid level l = ceil(log2 s), where it fills one 2^l x 2^l
+block; a coarse block shows only where the finer levels are empty or lie behind it.
 """
 from __future__ import annotations
 
@@ -23,6 +28,10 @@ from egox_model.geometry.pointcloud import PointCloud
 __all__ = ["RenderConfig", "RenderResult", "render_points"]
 
 _INF_BITS = 0x7F800000          # float32 +inf: above every finite depth's bit pattern
+_CHUNK = 256                    # points / triangles culled together
+_MAX_FACE_PX = 4096             # larger triangle bounding boxes (pixels) are not drawn
+_EDGE_EPS = 1e-4                # barycentric slack: a pixel centre on an edge is inside
+_PIXEL_EPS = 1e-3               # pixel slack of the bounding boxes, for the same reason
 
 
 def _empty_key(num_points: int) -> int:
@@ -56,22 +65,58 @@ class RenderResult:
     mask: torch.Tensor
 
 
-def _chunk_corners(cloud: PointCloud, chunk: int = 256) -> tuple[torch.Tensor, ...]:
-    """The cloud in whole chunks plus one all-padding chunk at the end: coordinate planes
+def _chunk_boxes(low: torch.Tensor, high: torch.Tensor, chunk: int) -> torch.Tensor:
+    """The 8 corners (C, 8, 3) of the bounding box of each whole chunk of `chunk` items whose
+    own boxes are low / high (n, 3) (the last chunk padded)."""
+    pad = (-len(low)) % chunk
+    low = torch.cat((low, low.new_full((pad, 3), torch.inf))).view(-1, chunk, 3).amin(1)
+    high = torch.cat((high, high.new_full((pad, 3), -torch.inf))).view(-1, chunk, 3).amax(1)
+    pick = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)],
+                        dtype=torch.bool, device=low.device)
+    return torch.where(pick, high[:, None], low[:, None])
+
+
+def _chunk_points(xyz: torch.Tensor, spacing: torch.Tensor | None,
+                  chunk: int = _CHUNK) -> tuple[torch.Tensor, ...]:
+    """Points in whole chunks plus one all-padding chunk at the end: coordinate planes
     (3, C + 1, chunk; padding NaN), spacing (C + 1, chunk; None without spacing), and the 8
     bounding-box corners (C, 8, 3) of each real chunk. Lifted points come ordered by image
     tile, so consecutive points are neighbours and chunk boxes are tight."""
-    xyz = cloud.xyz
     pad = (-len(xyz)) % chunk + chunk
     padded = torch.cat((xyz, xyz.new_full((pad, 3), torch.nan))).view(-1, chunk, 3)
-    spacing = None if cloud.spacing_m is None else torch.cat(
-        (cloud.spacing_m, cloud.spacing_m.new_zeros(pad))).view(-1, chunk)
-    low = padded[:-1].nan_to_num(torch.inf).amin(dim=1)
-    high = padded[:-1].nan_to_num(-torch.inf).amax(dim=1)
-    pick = torch.tensor([[(c >> a) & 1 for a in range(3)] for c in range(8)],
-                        dtype=torch.bool, device=xyz.device)
-    corners = torch.where(pick, high[:, None], low[:, None])          # (C, 8, 3)
-    return padded.permute(2, 0, 1).contiguous(), spacing, corners
+    spacing = None if spacing is None else torch.cat(
+        (spacing, spacing.new_zeros(pad))).view(-1, chunk)
+    return (padded.permute(2, 0, 1).contiguous(), spacing,
+            _chunk_boxes(xyz, xyz, chunk))
+
+
+def _chunk_faces(xyz: torch.Tensor, faces: torch.Tensor,
+                 chunk: int = _CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triangles in whole chunks plus one all-padding chunk: vertex indices (C + 1, chunk, 3)
+    (padding: index len(xyz), a NaN point the caller appends) and the chunk boxes (C, 8, 3)."""
+    corners = xyz[faces]                                                   # (T, 3, 3)
+    boxes = _chunk_boxes(corners.amin(1), corners.amax(1), chunk)
+    pad = (-len(faces)) % chunk + chunk
+    padded = torch.cat((faces, faces.new_full((pad, 3), len(xyz)))).view(-1, chunk, 3)
+    return padded, boxes
+
+
+def _visible_chunks(P: torch.Tensor, corners: torch.Tensor, width: int, height: int,
+                    pad_id: int) -> torch.Tensor | None:
+    """(V, slots) ids of the chunks whose box reaches into each view (padded with `pad_id`),
+    None when no view sees any: chunks entirely behind or beside the frustum are culled
+    before any per-item work (an ego camera typically sees a third of the exo points)."""
+    c = torch.einsum("vij,ckj->vcki", P[:, :, :3], corners) + P[:, None, None, :, 3]
+    x, y, z = c.unbind(-1)
+    culled = ((z <= 0).all(-1) | (x < -0.5 * z).all(-1) | (x >= (width - 0.5) * z).all(-1)
+              | (y < -0.5 * z).all(-1) | (y >= (height - 0.5) * z).all(-1))
+    visible = ~culled
+    counts = visible.sum(1)
+    slots = int(counts.max()) if len(counts) else 0
+    if slots == 0:
+        return None
+    first = torch.argsort((~visible).byte(), dim=1, stable=True)[:, :slots]
+    return torch.where(torch.arange(slots, device=P.device) < counts[:, None], first, pad_id)
 
 
 def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
@@ -81,40 +126,20 @@ def _level_shapes(height: int, width: int, levels: int) -> list[tuple[int, int]]
     return [(rows >> level, cols >> level) for level in range(levels + 1)]
 
 
-def _rasterize(cloud: PointCloud, chunks: tuple[torch.Tensor, ...], K: Intrinsics,
-               w2c: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    """Packed z-buffers, one (V, rows_l, cols_l) int64 per level l (`_empty_key` = none).
-
-    Per view, chunks whose bounding box lies entirely outside the view frustum are culled
-    before any per-point work (an ego camera typically sees a third of the exo points); the
-    views' remaining chunks are then processed together, in one pass of batched ops.
-    """
-    num_views, height, width = w2c.shape[0], K.height, K.width
-    shapes = _level_shapes(height, width, levels if cloud.spacing_m is not None else 0)
+def _splat_points(chunks: tuple[torch.Tensor, ...], K: Intrinsics, P: torch.Tensor,
+                  zbuf: torch.Tensor, shapes: list[tuple[int, int]]) -> None:
+    """Scatter-min the points' packed keys (depth bits << 32 | point index) into the flat
+    z-buffers zbuf (V, sum of level sizes + 1 dump slot): level 0 at the nearest pixel, and
+    each point whose footprint exceeds a pixel once more into the level of its splat."""
+    num_views, width, height = P.shape[0], K.width, K.height
     sizes = [rows * cols for rows, cols in shapes]
-    starts = torch.tensor(np.cumsum([0] + sizes[:-1]), device=w2c.device)
-    level_cols = torch.tensor([cols for _, cols in shapes], device=w2c.device)
-    K_t = torch.as_tensor(K.K, dtype=w2c.dtype, device=w2c.device)
-    P = K_t @ w2c[:, :3, :]                                               # (V, 3, 4)
+    starts = torch.tensor(np.cumsum([0] + sizes[:-1]), device=P.device)
+    level_cols = torch.tensor([cols for _, cols in shapes], device=P.device)
     points, spacing, corners = chunks
     chunk = points.shape[2]
-    # Homogeneous pixel coordinates of every box corner in every view: (V, C, 8, 3).
-    c = torch.einsum("vij,ckj->vcki", P[:, :, :3], corners) + P[:, None, None, :, 3]
-    x, y, z = c.unbind(-1)
-    culled = ((z <= 0).all(-1) | (x < -0.5 * z).all(-1) | (x >= (width - 0.5) * z).all(-1)
-              | (y < -0.5 * z).all(-1) | (y >= (height - 0.5) * z).all(-1))
-    zbuf = torch.full((num_views, sum(sizes) + 1), _empty_key(len(cloud)), dtype=torch.int64,
-                      device=w2c.device)                       # + 1: a dump slot per view
-    # The visible chunks of every view side by side, padded with the all-NaN last chunk.
-    visible = ~culled
-    counts = visible.sum(1)
-    slots = int(counts.max())
-    if slots == 0:
-        return [part.view(num_views, *shape) for part, shape in
-                zip(zbuf[:, :-1].split(sizes, dim=1), shapes)]
-    first = torch.argsort((~visible).byte(), dim=1, stable=True)[:, :slots]
-    ids = torch.where(torch.arange(slots, device=w2c.device) < counts[:, None], first,
-                      points.shape[1] - 1)                                 # (V, slots)
+    ids = _visible_chunks(P, corners, width, height, points.shape[1] - 1)
+    if ids is None:
+        return
     xyz = points[:, ids].view(3, num_views, -1).transpose(0, 1)             # (V, 3, M)
     uvz = torch.baddbmm(P[:, :, 3:], P[:, :, :3], xyz)                     # (V, 3, M)
     x, y, z = uvz.unbind(1)                                                 # (V, M) each
@@ -125,8 +150,8 @@ def _rasterize(cloud: PointCloud, chunks: tuple[torch.Tensor, ...], K: Intrinsic
     # Truncation rounds to the nearest pixel where inside; the rest goes to the dump slot.
     col, row = (u + 0.5).int(), (v + 0.5).int()
     dump = zbuf.shape[1] - 1
-    offsets = torch.arange(num_views, device=w2c.device)[:, None] * zbuf.shape[1]
-    lane = torch.arange(chunk, device=w2c.device)
+    offsets = torch.arange(num_views, device=P.device)[:, None] * zbuf.shape[1]
+    lane = torch.arange(chunk, device=P.device)
     index = (ids[:, :, None] * chunk + lane).view(num_views, -1)
     key = ((z.view(torch.int32).long() << 32) | index).view(-1)              # z > 0: ordered
     flat = zbuf.view(-1)
@@ -142,8 +167,92 @@ def _rasterize(cloud: PointCloud, chunks: tuple[torch.Tensor, ...], K: Intrinsic
                   + (row.view(-1)[splat] >> level) * level_cols[level]
                   + (col.view(-1)[splat] >> level))
         flat.scatter_reduce_(0, coarse, key[splat], "amin")
-    return [part.view(num_views, *shape) for part, shape in
-            zip(zbuf[:, :-1].split(sizes, dim=1), shapes)]
+
+
+def _project_all(P: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
+    """(V, N + 1, 3) pixel u, v and z-depth of the points xyz (N, 3) in each view P (V, 3, 4),
+    and a NaN row at index N (for padding)."""
+    uvz = torch.baddbmm(P[:, :, 3:], P[:, :, :3], xyz.T.expand(P.shape[0], 3, -1))
+    uvz = torch.cat((uvz, uvz.new_full((P.shape[0], 3, 1), torch.nan)), 2)
+    return torch.cat((uvz[:, :2] / uvz[:, 2:], uvz[:, 2:]), 1).transpose(1, 2).contiguous()
+
+
+def _edge_coefficients(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Barycentric coordinates of the triangles (u, v) (..., 3) as planes in the pixel
+    position: b_i = A_i x + B_i y + C_i (i = 0, 1; b_2 = 1 - b_0 - b_1), each (...)."""
+    u0, u1, u2 = u.unbind(-1)
+    v0, v1, v2 = v.unbind(-1)
+    area2 = (u1 - u0) * (v2 - v0) - (u2 - u0) * (v1 - v0)
+    A0, B0, C0 = v1 - v2, u2 - u1, u1 * v2 - u2 * v1
+    A1, B1, C1 = v2 - v0, u0 - u2, u2 * v0 - u0 * v2
+    inv = area2.reciprocal()
+    return A0 * inv, B0 * inv, C0 * inv, A1 * inv, B1 * inv, C1 * inv
+
+
+def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], uvz: torch.Tensor,
+                     K: Intrinsics, P: torch.Tensor, zbuf: torch.Tensor, cols: int,
+                     first_id: int) -> None:
+    """Scatter-min the key (interpolated depth bits << 32 | first_id + triangle index) of
+    every pixel centre inside each triangle into level 0 of zbuf (V, ...); uvz (V, N + 1, 3)
+    are the projected points (`_project_all`). Per view, each
+    triangle is tested at the pixel centres of its bounding box (bounding boxes above
+    `_MAX_FACE_PX` pixels, triangles seen edge-on or reaching behind the camera skipped)."""
+    num_views, width, height = P.shape[0], K.width, K.height
+    padded, boxes = faces
+    chunk = padded.shape[1]
+    ids = _visible_chunks(P, boxes, width, height, padded.shape[0] - 1)
+    if ids is None:
+        return
+    rows = uvz.shape[1]
+    tri = (padded[ids].view(num_views, -1)
+           + torch.arange(num_views, device=P.device)[:, None] * rows)      # (V, 3M)
+    corners = uvz.view(-1, 3).index_select(0, tri.view(-1)).view(-1, 3, 3)  # (VM, vertex, uvz)
+    low, high = corners.amin(1), corners.amax(1)                            # (VM, 3)
+    first = (low[:, :2] - _PIXEL_EPS).ceil().clamp_min_(0)
+    last = torch.minimum((high[:, :2] + _PIXEL_EPS).floor_(),
+                         torch.tensor([width - 1.0, height - 1.0], device=P.device))
+    extent = last.sub_(first).add_(1)                                       # (VM, 2)
+    ncols, nrows = extent.unbind(1)
+    count = ncols * nrows
+    # Front-facing in this view as in the exo view (counter-clockwise in pixels), inside
+    # the image, in front of the camera, not huge.
+    e1, e2 = corners[:, 1, :2] - corners[:, 0, :2], corners[:, 2, :2] - corners[:, 0, :2]
+    area2 = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    drawn = ((area2 > 0) & (low[:, 2] > 0) & (ncols > 0) & (nrows > 0)
+             & (count <= _MAX_FACE_PX)).nonzero()[:, 0]                    # NaN: False
+    if len(drawn) == 0:
+        return
+    per_view = corners.shape[0] // num_views
+    view = drawn // per_view
+    face_id = (ids[:, :, None] * chunk + torch.arange(chunk, device=P.device)).view(-1)[drawn]
+    box = torch.cat((first, extent, count[:, None]), 1).index_select(0, drawn).long()
+    count, ncols = box[:, 4], box[:, 2]
+    local = corners.index_select(0, drawn)                                  # (D, 3, 3)
+    # Barycentric planes relative to the box corner (col0, row0): small, exact offsets.
+    A0, B0, C0, A1, B1, C1 = _edge_coefficients(local[..., 0] - box[:, :1],
+                                                local[..., 1] - box[:, 1:2])
+    d0, d1, d2 = local[..., 2].reciprocal().unbind(-1)
+    plane = torch.stack((A0, B0, C0, A1, B1, C1, d0 - d2, d1 - d2, d2), -1)  # (D, 9)
+    base = view * zbuf.shape[1] + box[:, 1] * cols + box[:, 0]
+    # One candidate per pixel centre of each box.
+    which = torch.repeat_interleave(torch.arange(len(drawn), device=P.device), count)
+    start = torch.cumsum(count, 0) - count
+    offset = torch.arange(len(which), device=P.device) - start[which]
+    w = ncols[which]
+    dy = torch.div(offset, w, rounding_mode="floor")
+    dx = offset - dy * w
+    q = plane[which]
+    fx, fy = dx.float(), dy.float()
+    b0 = q[:, 0] * fx + q[:, 1] * fy + q[:, 2]
+    b1 = q[:, 3] * fx + q[:, 4] * fy + q[:, 5]
+    b2 = 1.0 - b0 - b1
+    inside = (b0 >= -_EDGE_EPS) & (b1 >= -_EDGE_EPS) & (b2 >= -_EDGE_EPS)
+    inv_depth = q[:, 6] * b0 + q[:, 7] * b1 + q[:, 8]
+    hit = (inside & (inv_depth > 0)).nonzero()[:, 0]
+    depth = inv_depth[hit].reciprocal()
+    key = (depth.view(torch.int32).long() << 32) | (face_id[which[hit]] + first_id)
+    pixel = base[which[hit]] + dy[hit] * cols + dx[hit]
+    zbuf.view(-1).scatter_reduce_(0, pixel, key, "amin")
 
 
 def _compose(levels: list[torch.Tensor], tolerance: float) -> torch.Tensor:
@@ -172,33 +281,81 @@ def _upsample(grid: torch.Tensor, k: int) -> torch.Tensor:
     return blocks.reshape(num_views, h * k, w * k)
 
 
+def _face_colors(face: torch.Tensor, view: torch.Tensor, row: torch.Tensor,
+                 col: torch.Tensor, cloud: PointCloud, P: torch.Tensor) -> torch.Tensor:
+    """RGB (n, 3) uint8 of triangles `face` (n,) at pixel centres (row, col) of views `view`
+    (each (n,)): the vertex colours interpolated perspective-correctly (linearly on the
+    surface)."""
+    vertices = cloud.faces[face]                                           # (n, 3)
+    Pv = P[view]                                                           # (n, 3, 4)
+    uvz = torch.einsum("nij,nkj->nki", Pv[:, :, :3], cloud.xyz[vertices]) + Pv[:, None, :, 3]
+    x, y, z = uvz.unbind(-1)                                               # (n, 3) each
+    _, _, b0, _, _, b1 = _edge_coefficients(x / z - col[:, None], y / z - row[:, None])
+    weights = (torch.stack((b0, b1, 1.0 - b0 - b1), -1).clamp(0.0, 1.0) / z)
+    weights = weights / weights.sum(-1, keepdim=True)
+    rgb = (weights[..., None] * cloud.rgb[vertices].float()).sum(1)
+    return (rgb + 0.5).clamp(0, 255).to(torch.uint8)
+
+
 def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tensor,
                   config: RenderConfig = RenderConfig(), device=None) -> RenderResult:
-    """Render `cloud` with camera K at each pose c2w (V, 4, 4); see `RenderResult`."""
+    """Render `cloud` with camera K at each pose c2w (V, 4, 4); see `RenderResult`.
+
+    A cloud with triangles is drawn as that surface, plus its points no triangle uses as
+    splats; a cloud without is drawn as splatted points."""
     device = torch.device(device) if device is not None else cloud.xyz.device
     c2w = torch.as_tensor(np.asarray(c2w) if not torch.is_tensor(c2w) else c2w,
                           dtype=torch.float64)
     if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
         raise InputError(f"c2w must be (V, 4, 4), got {tuple(c2w.shape)}")
-    if len(cloud) >= 2**31:
-        raise InputError(f"point cloud too large ({len(cloud)} points): use a frame_stride")
+    num_faces = 0 if cloud.faces is None else len(cloud.faces)
+    if len(cloud) + num_faces >= 2**31:
+        raise InputError(f"point cloud too large ({len(cloud)} points, {num_faces} "
+                         f"triangles): use a frame_stride")
     w2c = torch.linalg.inv(c2w).to(device=device, dtype=torch.float32)
     cloud = cloud.to(device)
+    xyz, rgb, spacing, faces = cloud.xyz, cloud.rgb, cloud.spacing_m, None
+    if num_faces:
+        loose = torch.ones(len(cloud), dtype=torch.bool, device=device)
+        loose[cloud.faces.view(-1)] = False
+        xyz, rgb = xyz[loose], rgb[loose]
+        spacing = None if spacing is None else spacing[loose]
+        faces = _chunk_faces(cloud.xyz, cloud.faces)
+    num_loose = len(xyz)
     # Colours packed as one int32 per point (and a black sentinel): a 1-d gather per pixel.
-    rgb32 = torch.cat((cloud.rgb, cloud.rgb.new_zeros(len(cloud), 1)), 1).view(torch.int32)
+    rgb32 = torch.cat((rgb, rgb.new_zeros(len(rgb), 1)), 1).view(torch.int32)
     palette = torch.cat((rgb32[:, 0], rgb32.new_zeros(1)))
-    chunks = _chunk_corners(cloud)
+    chunks = _chunk_points(xyz, spacing)
+    shapes = _level_shapes(K.height, K.width,
+                           config.max_splat_level if spacing is not None else 0)
+    sizes = [rows * cols for rows, cols in shapes]
+    K_t = torch.as_tensor(K.K, dtype=torch.float32, device=device)
     shape = (w2c.shape[0], K.height, K.width)
     out = RenderResult(torch.empty(*shape, 3, dtype=torch.uint8, device=device),
                        torch.empty(shape, device=device),
                        torch.empty(shape, dtype=torch.bool, device=device))
     for start in range(0, w2c.shape[0], config.views_per_batch):
         stop = min(start + config.views_per_batch, w2c.shape[0])
-        levels = _rasterize(cloud, chunks, K, w2c[start:stop], config.max_splat_level)
+        P = K_t @ w2c[start:stop, :3, :]                                  # (V, 3, 4)
+        zbuf = torch.full((stop - start, sum(sizes) + 1), _empty_key(num_loose + num_faces),
+                          dtype=torch.int64, device=device)         # + 1: a dump slot per view
+        _splat_points(chunks, K, P, zbuf, shapes)
+        if faces is not None:
+            _rasterize_faces(faces, _project_all(P, cloud.xyz), K, P, zbuf, shapes[0][1],
+                             num_loose)
+        levels = [part.view(stop - start, *level) for part, level in
+                  zip(zbuf[:, :-1].split(sizes, dim=1), shapes)]
         zbuf = _compose(levels, config.depth_tolerance)[:, :K.height, :K.width]
         depth = (zbuf >> 32).int().view(torch.float32)
         torch.lt(depth, torch.inf, out=out.mask[start:stop])
         out.depth_m[start:stop] = depth.nan_to_num(posinf=0.0)           # inf: uncovered
-        rgba = palette[zbuf & 0xFFFFFFFF].view(torch.uint8).view(*zbuf.shape, 4)
-        out.rgb[start:stop] = rgba[..., :3]
+        index = zbuf & 0xFFFFFFFF
+        rgba = palette[index.clamp_max(num_loose)].view(torch.uint8).view(*zbuf.shape, 4)
+        colors = out.rgb[start:stop]
+        colors.copy_(rgba[..., :3])
+        if faces is not None:
+            view, row, col = ((index >= num_loose)
+                              & (index < num_loose + num_faces)).nonzero().unbind(1)
+            colors[view, row, col] = _face_colors(index[view, row, col] - num_loose, view,
+                                                  row.float(), col.float(), cloud, P)
     return out
