@@ -159,15 +159,13 @@ class EgoxConfig(GeneratorConfig):
         except InputError as err:
             raise ConfigError(f"backend {self.backend!r}: {err}", key="clip_stride",
                               value=self.clip_stride) from None
-        for stream, frame in self.tf_frames.items():
-            if not frame or frame == self.tf.world_frame:
-                key = "tf.ego_frame" if stream == "ego_pose" else "tf.exo_frame"
-                raise ConfigError(f"must name the camera's TF frame, not '' nor "
-                                  f"tf.world_frame={self.tf.world_frame!r}", key=key,
-                                  value=frame)
-        if self.tf_frames and not self.tf.world_frame:
-            raise ConfigError("must name the fixed frame of the camera poses",
-                              key="tf.world_frame", value="")
+        if self.tf_frames:
+            for key, frame in (("tf.world_frame", self.tf.world_frame),
+                               *((f"tf.{s.split('_')[0]}_frame", f)
+                                 for s, f in self.tf_frames.items())):
+                if not frame.strip("/"):
+                    raise ConfigError("must name a TF frame when poses are read from TF",
+                                      key=key, value=frame)
         for name in ("exo_pose", "ego_camera_offset"):
             quat = getattr(self, name)[3:]
             if abs(math.sqrt(sum(v * v for v in quat)) - 1.0) > QUATERNION_TOLERANCE:

@@ -342,12 +342,16 @@ def test_frames_outside_the_tf_range_are_dropped_and_reported_not_extrapolated(t
     assert "not extrapolated beyond the tolerance (15 ms)" in message
 
 
-def test_config_names_the_tf_frames_and_refuses_the_world_as_camera():
+def test_config_names_the_tf_frames_and_refuses_an_empty_one():
     config = _config(_scene(), **_tf())
     assert config.tf_frames == {"ego_pose": "ego_optical", "exo_pose": "exo_optical"}
     assert _config(_scene()).tf_frames == {}
-    with pytest.raises(ConfigError, match="tf.exo_frame='world'"):
-        _config(_scene(), **_tf(exo_frame="world"))
+    with pytest.raises(ConfigError, match="parameter tf.exo_frame='': must name a TF frame"):
+        _config(_scene(), **_tf(exo_frame=""))
+    with pytest.raises(ConfigError, match="parameter tf.world_frame='/': must name"):
+        _config(_scene(), **_tf(world_frame="/"))
+    assert _config(_scene(), ego_pose_source="tf", tf=TfConfig(exo_frame="")).tf_frames == {
+        "ego_pose": "ego_camera_optical_frame"}                 # exo_frame unused: not checked
 
 
 # ---- live: frames wait for TF that has not arrived yet (the node's case) -------------------
