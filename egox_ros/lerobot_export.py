@@ -416,9 +416,11 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
         for reader in open_readers:
             reader.close()
     if writer is None:
-        raise BagError(f"no episode to export from {source}: every grid time fell in a gap or "
-                       f"a rejected clip (gaps {len(report['gaps'])}, rejected clips "
-                       f"{len(report['excluded_clips'])}; see --max-gap, --min-quality)")
+        rejected = [(c["first_stamp_ns"], c["last_stamp_ns"]) for c in report["excluded_clips"]]
+        gaps = [(g["topic"], g["from_ns"], g["to_ns"]) for g in report["gaps"]]
+        raise BagError(f"no episode to export from {source}: every grid time fell in a gap "
+                       f"{gaps[:5]} or a clip failing --min-quality {rejected[:5]} (first "
+                       "five of each, ns); see --max-gap, --min-quality")
     writer.close()
     report["frames"] = sum(e["frames"] for e in report["episodes"])
     report["total_episodes"] = writer.info["total_episodes"]
