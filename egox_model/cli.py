@@ -238,6 +238,42 @@ def serve_command(settings: dict = None) -> None:
         server.stop()
 
 
+def _train_config() -> type:
+    from egox_model.train.config import TrainConfig
+    return TrainConfig
+
+
+@app.command("train")
+@with_settings(_train_config())
+def train_command(
+    out: Path = typer.Option(..., "--out", help="Output folder: metrics.jsonl, tensorboard/, "
+                                                "checkpoints/, pytorch_lora_weights.safetensors."),
+    smoke_test: bool = typer.Option(False, "--smoke-test",
+                                    help="Train the tiny random-weight model on synthetic "
+                                         "clips written under --out, on the CPU (< 1 min)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Continue from the newest checkpoint in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
+    settings: dict = None,
+) -> None:
+    """LoRA fine-tuning of Wan 2.1 I2V on paired exo/ego clips (docs/training.md):
+    `--model_dir DIR --data.root ROOT --out OUT`; multi-GPU under `accelerate launch`. Prints
+    last one JSON object with first_loss and last_loss."""
+    import json
+
+    from egox_model.train.smoke import smoke_test as run_smoke_test
+    from egox_model.train.trainer import train
+
+    if smoke_test:
+        if settings:
+            raise ConfigError(f"--smoke-test sets its own options; drop {sorted(settings)}")
+        result = run_smoke_test(out, progress=progress)
+    else:
+        result = train(from_flat(_train_config(), settings), out, resume=resume,
+                       progress=progress)
+    typer.echo(json.dumps(result.as_dict()))
+
+
 @bench_app.command("remote")
 def bench_remote(
     json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),

@@ -10,7 +10,7 @@ import torch
 
 from egox_model.geometry.latent_grid import VAE_TIME, check_num_frames
 
-__all__ = ["build_condition", "condition_mask", "decode_latents",
+__all__ = ["build_condition", "clip_image_states", "condition_mask", "decode_latents",
            "encode_video", "frames_to_video_tensor", "noisy_exo", "video_tensor_to_frames"]
 
 
@@ -24,6 +24,16 @@ def video_tensor_to_frames(video: torch.Tensor):
     """(1, 3, F, H, W) video in [-1, 1] -> (F, H, W, 3) uint8 numpy."""
     video = ((video[0].float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
     return video.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def clip_image_states(image_encoder, image_processor, image, device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor:
+    """CLIP penultimate hidden states (1, 257, C) of an (H, W, 3) uint8 image, in `dtype` on
+    `device` (where the encoder runs): Wan 2.1 I2V's image conditioning."""
+    inputs = image_processor(images=image, return_tensors="pt")
+    pixels = inputs["pixel_values"].to(device, image_encoder.dtype)
+    hidden = image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
+    return hidden[-2].to(device, dtype)
 
 
 def _latent_stats(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,8 +24,8 @@ from diffusers.utils import BaseOutput
 
 from egox_model.errors import InputError
 from egox_model.generator.wan.conditioning import (
-    build_condition, condition_mask, decode_latents, encode_video, frames_to_video_tensor,
-    noisy_exo, video_tensor_to_frames)
+    build_condition, clip_image_states, condition_mask, decode_latents, encode_video,
+    frames_to_video_tensor, noisy_exo, video_tensor_to_frames)
 from egox_model.generator.wan.config import ConditioningOptions
 from egox_model.generator.wan.step_cache import reset_step_cache
 from egox_model.generator.wan.text_cache import PromptEncoder
@@ -125,10 +125,8 @@ class EgoXWanPipeline(DiffusionPipeline):
         transformers without image conditioning (image_dim None)."""
         if self.transformer.config.image_dim is None:
             return None
-        inputs = self.image_processor(images=image, return_tensors="pt")
-        pixels = inputs["pixel_values"].to(self._execution_device, self.image_encoder.dtype)
-        hidden = self.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states
-        return hidden[-2].to(self._execution_device, self.transformer.dtype)
+        return clip_image_states(self.image_encoder, self.image_processor, image,
+                                 self._execution_device, self.transformer.dtype)
 
     # 3. Latents ----------------------------------------------------------------------------
     def prepare_latents(self, exo_frames: np.ndarray, prior_frames: np.ndarray,

@@ -1,0 +1,120 @@
+"""`egox train` on the tiny random-weight model and synthetic clips (CPU): the loss falls on
+overfit draws, a resumed run continues the same loss curve, the cache is reused, LR schedule,
+the flow-matching target and the official LoRA file."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from egox_model.data.synthetic import write_synthetic_dataset
+from egox_model.generator.wan.lora import load_lora
+from egox_model.generator.wan.tiny import TINY_TRANSFORMER, save_tiny_model_dir
+from egox_model.train.objective import training_sigmas
+from egox_model.train.smoke import SMOKE_SCENE, smoke_config, smoke_test
+from egox_model.train.trainer import lr_factor, preprocess_split, train
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    model_dir = save_tiny_model_dir(root / "model")
+    write_synthetic_dataset(root / "data", [0, 1], config=SMOKE_SCENE)
+    return root, model_dir, root / "data"
+
+
+def _losses(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_smoke_test_lowers_loss(tmp_path):
+    """`egox train --smoke-test`: the loss of the two overfit draws falls by >= 30 %."""
+    result = smoke_test(tmp_path, progress=False)
+    records = _losses(tmp_path)
+    assert [r["step"] for r in records] == list(range(60))
+    assert result.first_loss == pytest.approx((records[0]["loss"] + records[1]["loss"]) / 2)
+    assert result.last_loss <= 0.7 * result.first_loss, (result.first_loss, result.last_loss)
+    assert (tmp_path / "tensorboard").is_dir() and result.cache["computed"] == 2
+
+
+def test_resume_continues_the_same_curve(setup, tmp_path):
+    """Stopped after step 7 (checkpoint at 5 and 7) and resumed: the same losses, LR and
+    LoRA weights as an uninterrupted run; fresh draws, two clips, GGA on."""
+    _, model_dir, data = setup
+    config = replace(smoke_config(model_dir, data, steps=12), overfit_draws=0, save_every=5)
+    whole = train(config, tmp_path / "whole", progress=False)
+    part = train(config, tmp_path / "cut", progress=False, stop_after=7)
+    assert part.steps == 7 and sorted(p.name for p in (tmp_path / "cut/checkpoints").iterdir()) \
+        == ["step_0000005", "step_0000007"]
+    rest = train(config, tmp_path / "cut", progress=False)
+    assert rest.start_step == 7 and rest.cache["loaded"] == 2 and rest.cache["computed"] == 0
+    a, b = _losses(tmp_path / "whole"), _losses(tmp_path / "cut")
+    assert [r["step"] for r in b] == list(range(12))
+    for ra, rb in zip(a, b):
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5, abs=1e-6)
+        assert (rb["lr"], rb["clip"], rb["sigma"]) == (ra["lr"], ra["clip"], ra["sigma"])
+    assert len({r["clip"] for r in a}) == 2
+    wa = load_file(str(whole.lora_path))
+    wb = load_file(str(tmp_path / "cut/pytorch_lora_weights.safetensors"))
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], rtol=1e-5, atol=1e-7)
+    assert whole.first_loss == a[0]["loss"] and whole.last_loss == a[-1]["loss"]
+
+
+def test_cache_is_reused(setup, monkeypatch):
+    """A second preprocessing loads every clip from the cache and never touches the VAE."""
+    root, model_dir, data = setup
+    config = replace(smoke_config(model_dir, data), data=replace(
+        smoke_config(model_dir, data).data, cache_dir=str(root / "cache_test")))
+    first, stats = preprocess_split(config, torch.device("cpu"))
+    assert stats["computed"] == 2 and stats["loaded"] == 0
+    import egox_model.train.preprocess as pre
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a cached clip")
+    monkeypatch.setattr(pre, "encode_video", fail)
+    monkeypatch.setattr(pre, "load_components", fail)
+    again, stats = preprocess_split(config, torch.device("cpu"))
+    assert stats["computed"] == 0 and stats["loaded"] == 2
+    for x, y in zip(first, again):
+        for key, value in x.tensors().items():
+            torch.testing.assert_close(y.tensors()[key], value, rtol=0, atol=0)
+    lat = first[0]
+    assert lat.exo_latents.shape == (16, 2, 4, 6) and lat.ego_latents.shape == (16, 2, 4, 4)
+    assert lat.geometry.exo_points.shape == (2, 2, 3, 3)
+    assert lat.image_embeds.shape[-1] == TINY_TRANSFORMER["image_dim"]
+    # another resolution is another cache entry
+    other = replace(config, data=replace(config.data, ego_width=48))
+    monkeypatch.undo()
+    _, stats = preprocess_split(other, torch.device("cpu"))
+    assert stats["computed"] == 2
+
+
+def test_lr_schedule():
+    assert [lr_factor(s, 4, 10, "constant") for s in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
+    assert lr_factor(9, 4, 10, "linear") == 0.0
+    assert lr_factor(4, 4, 10, "linear") == pytest.approx(5 / 6)
+    assert lr_factor(9, 0, 10, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(4, 0, 10, "cosine") == pytest.approx(0.5 * (1 + torch.cos(
+        torch.tensor(torch.pi * 0.5)).item()))
+
+
+def test_training_sigmas_match_the_scheduler():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    torch.testing.assert_close(training_sigmas(dict(scheduler.config)), scheduler.sigmas.float())
+
+
+def test_lora_file_loads_for_inference(setup, tmp_path):
+    """The trained LoRA is in the official naming and loads through wan.lora_path's loader."""
+    _, model_dir, data = setup
+    result = train(smoke_config(model_dir, data, steps=2), tmp_path, progress=False)
+    keys = load_file(str(result.lora_path)).keys()
+    assert "transformer.blocks.0.attn1.to_q.lora_A.weight" in keys
+    assert "transformer.blocks.1.attn2.to_out.0.lora_B.weight" in keys
+    from diffusers import WanTransformer3DModel
+    fresh = WanTransformer3DModel.from_pretrained(str(model_dir / "transformer"))
+    assert load_lora(fresh, result.lora_path) == {"rank": 32, "alpha": 32.0, "modules": 16}
