@@ -11,6 +11,9 @@ One Ray task per clip (the generator call); everything else stays in the driver:
   otherwise end a GPU task's worker after each call and reload the model every clip).
 - Results are written in submission order, so each output bag gets the same messages in the
   same order as `egox convert IN_BAG OUT_BAG`.
+- Overlapping clips (clip_stride < clip_length) of a backend that continues them (`wan`,
+  `remote`) go out one at a time per bag: each continues from the output of the one before
+  (`ClipStream`), as in one-process conversion, so the output is the same.
 - Resumable: an output bag is written to `OUT_DIR/.partial/NAME` and renamed to
   `OUT_DIR/NAME` when complete; a bag whose output exists is skipped, a stale partial one
   (a killed run) is deleted and redone; one run per OUT_DIR (a lock). A failed bag
@@ -296,20 +299,26 @@ class _DirConversion:
         self.finish_if_complete(state)
 
     def read(self, bag: Path, state: _BagState) -> None:
-        """Read one bag, sending its clips out as they complete."""
+        """Read one bag, sending its clips out as they complete. Overlapping clips of a
+        backend that continues them go out one at a time: each needs the output of the one
+        before (`ClipStream`), so a bag's clips then run in sequence, not in parallel."""
         name, result = bag.name, state.result
         estimate, submitted = self.expected[name], 0
+        cfg = self.config
+        in_sequence = cfg.clip_stride < cfg.clip_length and cfg.continues_clips
         result.status = "running"
         try:
             with BagClips(bag, self.config, **self.reader_kwargs) as clips:
                 state.writer = EgoBagWriter(state.partial, self.config,
                                             **self.writer_kwargs).__enter__()
                 for clip in clips:
-                    while len(self.pending) >= self.max_in_flight:
+                    while (len(self.pending) >= self.max_in_flight
+                           or in_sequence and state.pending):
                         self.drain_one()
                     if result.status == "failed":       # a task of this bag failed
                         break
-                    self.pending.append((state, clip, self.runner.submit(clip)))
+                    task = state.writer.stream.with_context(clip) if in_sequence else clip
+                    self.pending.append((state, clip, self.runner.submit(task)))
                     state.pending += 1
                     submitted += 1
                     self.expected[name] = max(estimate, submitted)

@@ -59,6 +59,14 @@ class GeneratorConfig:
         if check is not None:
             check(num_frames, exo_hw or ego_hw, ego_hw)
 
+    @property
+    def continues_clips(self) -> bool:
+        """Whether the backend continues a clip from the previous clip's output of the frames
+        they share (`Clip.context`): `wan` with conditioning.previous_output, and `remote`
+        (the context goes over the wire; the server's backend decides)."""
+        return (self.backend == "wan" and self.wan.conditioning.previous_output
+                or self.backend == "remote")
+
     def check_clip_overlap(self, num_frames: int, overlap: int) -> None:
         """Raise InputError when the backend cannot continue clips of `num_frames` frames
         that share their first `overlap` frames with the clip before (0: no overlap)."""

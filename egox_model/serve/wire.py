@@ -8,6 +8,8 @@ A message is a length-prefixed container::
 The JSON header holds every scalar (intrinsics, per-frame c2w poses as float64 lists, stamps
 as integers, prompt, fps, backend diagnostics) and an `arrays` table: per array its
 encoding, shape and the byte length of each frame's part, in the order the parts follow.
+A clip that continues an earlier one (`Clip.context`, overlapping clips) sends its context
+frames as the array `context_rgb`; their stamps are the clip's first ones.
 Python's JSON writes floats with `repr`, so poses, intrinsics and stamps arrive bit-exact.
 
 Encodings (one PNG per frame):
@@ -33,7 +35,7 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from egox_model.clip import Clip
+from egox_model.clip import Clip, ClipContext
 from egox_model.errors import InputError
 from egox_model.geometry.camera import Intrinsics
 from egox_model.output import GeneratorOutput
@@ -259,6 +261,8 @@ def encode_clip(clip: Clip, *, png_level: int = 1, depth_unit_m: float = 0.001,
                if getattr(clip, name) is not None]
     if clip.dynamic_mask is not None:
         arrays.append(("dynamic_mask", clip.dynamic_mask))
+    if clip.context is not None:        # its stamps are the clip's first ones
+        arrays.append(("context_rgb", clip.context.ego_rgb))
     return _pack(b"C", header, arrays, level=png_level, depth_unit_m=depth_unit_m)
 
 
@@ -267,10 +271,10 @@ def decode_clip(data: bytes, *, max_decoded_bytes: int = MAX_DECODED_BYTES
     """(the clip, the request options) from a wire message. WireError for a malformed
     message; InputError (from `Clip`) for a well-formed one that is not a valid clip."""
     header, arrays = _unpack(data, b"C", max_decoded_bytes=max_decoded_bytes)
-    unknown = set(arrays) - {"exo_rgb", "dynamic_mask", *_DEPTHS}
+    unknown = set(arrays) - {"exo_rgb", "dynamic_mask", "context_rgb", *_DEPTHS}
     if unknown or "exo_rgb" not in arrays:
-        raise WireError(f"a clip has arrays exo_rgb, {', '.join(_DEPTHS)}, dynamic_mask; "
-                        f"got {sorted(arrays)}")
+        raise WireError(f"a clip has arrays exo_rgb, {', '.join(_DEPTHS)}, dynamic_mask, "
+                        f"context_rgb; got {sorted(arrays)}")
     try:                       # an invalid camera (fx <= 0, ...) is Intrinsics' InputError
         cameras = {name: Intrinsics(**_field(header, name, dict)) for name in
                    ("exo_K", "ego_K")}
@@ -292,11 +296,17 @@ def decode_clip(data: bytes, *, max_decoded_bytes: int = MAX_DECODED_BYTES
         stamps = None if stamps is None else np.asarray(stamps, dtype=np.int64)
     except OverflowError:
         raise WireError("header field 'stamps_ns' holds integers beyond int64") from None
+    context = arrays.get("context_rgb")
+    if context is not None:
+        if stamps is None:
+            raise WireError("a clip with context_rgb needs stamps_ns (the context's stamps are "
+                            "the clip's first ones)")
+        context = ClipContext(context, stamps[:len(context)])
     clip = Clip(exo_rgb=arrays["exo_rgb"], exo_K=cameras["exo_K"], exo_c2w=poses["exo_c2w"],
                 ego_K=cameras["ego_K"], ego_c2w=poses["ego_c2w"], stamps_ns=stamps,
                 prompt=_field(header, "prompt", str),
                 fps=float(_field(header, "fps", (int, float))),
-                dynamic_mask=arrays.get("dynamic_mask"),
+                dynamic_mask=arrays.get("dynamic_mask"), context=context,
                 **{name: arrays.get(name) for name in _DEPTHS})
     return clip, options
 

@@ -1,6 +1,7 @@
-"""Overlapping clips (clip_stride < clip_length) in the live node and in `egox convert`: every
-exo frame's ego image is output exactly once, by the first clip that made it, and each later
-clip gets the earlier clip's output of the frames they share as its context.
+"""Overlapping clips (clip_stride < clip_length) in the live node and in `egox convert` (one
+process and the --ray driver loop): every exo frame's ego image is output exactly once, by the
+first clip that made it, and each later clip gets the earlier clip's output of the frames
+they share as its context; a bad overlap for `wan` is a one-line error.
 
 13 frames, clips of 5 every 4 frames: clips start at frames 0, 4 and 8 and share one frame
 with the clip before (the overlap 4m+1 = 1 that backend 'wan' could continue from too).
@@ -73,6 +74,46 @@ def test_convert_writes_each_frame_once_from_the_clip_that_made_it(tmp_path):
     frames = _bag_frames(tmp_path / "ego", EGO)
     stamps = sorted(frames)
     _check_once(stamps, [int(frames[s][0, 0, 0]) for s in stamps], scene, generator)
+
+
+@pytest.mark.parametrize("backend, continued", [("remote", True), ("prior", False)])
+def test_convert_dir_loop_continues_clips_in_sequence(tmp_path, backend, continued):
+    """`egox convert --ray`'s driver loop (clips run in this process): each frame once; with
+    a backend that continues clips (remote: its server decides) each clip gets the output of
+    the one before, so a bag's clips go out one at a time."""
+    from test_ros_bag import EGO, _bag_frames
+
+    from egox_ros.convert_ray import LocalRunner, convert_dir
+
+    scene = tiny_scene(frames=FRAMES)
+    _write_sqlite_bag(tmp_path / "in" / "a", scene)
+    config = demo_config(scene, clip_length=LENGTH, clip_stride=STRIDE, backend=backend,
+                         exo_pose_source="parameter", use_mask=False,
+                         exo_pose=[0.0, -0.5, 1.0, 0.0, 0.0, 0.0, 1.0])
+    generator = NumberedClips()
+    results = convert_dir(tmp_path / "in", tmp_path / "out", config, LocalRunner(generator),
+                          max_in_flight=4)
+    assert [(r.status, r.clips, r.ego_frames) for r in results] == [("done", 3, FRAMES)]
+    frames = _bag_frames(tmp_path / "out" / "a", EGO)
+    stamps = sorted(frames)
+    values = [int(frames[s][0, 0, 0]) for s in stamps]
+    if continued:
+        _check_once(stamps, values, scene, generator)
+    else:                                          # in parallel: no context, frames still once
+        assert stamps == [int(s) for s in scene.stamps_ns] and generator.contexts == [None] * 3
+
+
+def test_bad_overlap_for_wan_is_one_line_exit_2(tmp_path):
+    from test_ros_cli import _egox
+
+    proc = _egox("convert", "in", "out", "--backend", "wan", "--wan.model_dir", "m",
+                 "--clip_stride", "46", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: parameter clip_stride=46: backend 'wan': clips of 49 frames overlapping by 3, "
+        "but Wan continues from whole latent frames: the overlap (clip_length - clip_stride) "
+        "must be 4m+1 = 1, 5, 9, ... frames, i.e. clip_stride a multiple of 4 (e.g. 48, 44, "
+        "40), or no overlap"]
 
 
 @pytest.fixture
