@@ -1,7 +1,9 @@
 """Paired exo/ego clips for training and evaluation: the format, its reader and writers.
 
 Modules: `format` (the on-disk format, `PairedClip`, splits), `synthetic` (clips of the
-synthetic room).
+synthetic room), `official` (the official EgoX release's meta.json), `undistort` (fisheye /
+plumb-bob views to pinhole). The rosbag writer is `egox_ros.paired_from_bag` (it reads ROS
+messages).
 """
 from egox_model.data.format import (FORMAT, VERSION, PairedClip, clip_dirs, read_paired_clip,
                                     read_splits, write_paired_clip, write_splits)
