@@ -180,6 +180,16 @@ def bench_clip(
         typer.echo(json.dumps(result))
 
 
+def _size(flag: str, text: str) -> tuple[int, int]:
+    """(H, W) in pixels from a flag's "HxW"."""
+    from egox_model.errors import InputError
+
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InputError(f"{flag} must be HxW in pixels (e.g. 448x784), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 @app.command("export-trt")
 @with_settings(GeneratorConfig)
 def export_trt(
@@ -195,18 +205,11 @@ def export_trt(
     """Export the wan transformer (LoRAs fused, GGA bias as an input) to ONNX for one clip
     size and build its TensorRT engine into --wan.engine_dir, for `--wan.runtime tensorrt`
     (docs/tensorrt.md). Takes the same --wan.* settings as generation."""
-    from egox_model.errors import InputError
     from egox_model.generator.wan.tensorrt import export_engine
 
-    def size(flag: str, text: str) -> tuple[int, int]:
-        parts = text.lower().split("x")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise InputError(f"{flag} must be HxW in pixels (e.g. 448x784), got {text!r}")
-        return int(parts[0]), int(parts[1])
-
     config = from_flat(GeneratorConfig, settings).wan
-    result = export_engine(config, frames, size("--exo-size", exo_size),
-                           size("--ego-size", ego_size), onnx_only=onnx_only, rebuild=rebuild)
+    result = export_engine(config, frames, _size("--exo-size", exo_size),
+                           _size("--ego-size", ego_size), onnx_only=onnx_only, rebuild=rebuild)
     made = ", ".join(result.built) or "nothing (cached files match)"
     typer.echo(f"clip shape {result.shape.tag}, model {result.model_hash[:16]}; built: {made}")
     typer.echo(f"onnx: {result.onnx_path}")
@@ -379,6 +382,8 @@ def eval_seams(
     stride: int = typer.Option(4, min=1, help="Frames between clip starts (wan: a multiple "
                                               "of 4)."),
     steps: int = typer.Option(4, min=1, help="Denoising steps of the tiny wan model."),
+    exo_size: str = typer.Option("32x64", "--exo-size", help="Exo frame size HxW (pixels)."),
+    ego_size: str = typer.Option("32x32", "--ego-size", help="Ego frame size HxW (pixels)."),
 ) -> None:
     """Frame-to-frame change across clip boundaries vs within clips of a long synthetic
     episode, for `prior` and the tiny random-weight `wan` with continuation on and off
@@ -386,7 +391,9 @@ def eval_seams(
     import json
 
     from egox_model.eval.seams import SeamsConfig, format_seams, run_seams
-    result = run_seams(SeamsConfig(frames=frames, length=length, stride=stride, steps=steps))
+    result = run_seams(SeamsConfig(frames=frames, length=length, stride=stride, steps=steps,
+                                   exo_size=_size("--exo-size", exo_size),
+                                   ego_size=_size("--ego-size", ego_size)))
     typer.echo(format_seams(result))
     if json_out:
         typer.echo(json.dumps(result))
