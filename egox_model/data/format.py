@@ -47,8 +47,8 @@ from egox_model.geometry.camera import Intrinsics
 from egox_model.validation import require_shape
 from egox_model.video import read_video, write_video
 
-__all__ = ["FORMAT", "VERSION", "PairedClip", "clip_dirs", "read_paired_clip", "read_splits",
-           "write_paired_clip", "write_splits"]
+__all__ = ["FORMAT", "VERSION", "PairedClip", "add_to_split", "clip_dirs", "read_paired_clip",
+           "read_splits", "write_paired_clip", "write_splits"]
 
 FORMAT, VERSION = "egox-paired-clip", 1
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -195,6 +195,18 @@ def write_splits(root: str | Path, splits: dict[str, list[str]]) -> Path:
     path = root / "splits.json"
     path.write_text(json.dumps(splits, indent=1))
     return path
+
+
+def add_to_split(root: str | Path, split: str, names: list[str]) -> dict[str, list[str]]:
+    """Append clip names to `split` of ROOT/splits.json (created if absent, other splits
+    kept); returns the splits written."""
+    root = Path(root)
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    path = root / "splits.json"
+    splits = read_splits(root) if path.is_file() else {}
+    splits[split] = splits.get(split, []) + [n for n in names if n not in splits.get(split, [])]
+    write_splits(root, splits)
+    return splits
 
 
 def read_splits(root: str | Path) -> dict[str, list[str]]:

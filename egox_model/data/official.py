@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from egox_model.clip import Clip
-from egox_model.data.format import PairedClip, write_paired_clip, write_splits
+from egox_model.data.format import PairedClip, add_to_split, write_paired_clip
 from egox_model.errors import InputError
 from egox_model.geometry.camera import Intrinsics
 from egox_model.video import read_video
@@ -130,9 +130,5 @@ def import_official(meta_json: str | Path, out_root: str | Path, *,
                                       max_frames=max_frames, ego_rotation_k=ego_rotation_k)
         write_paired_clip(out_root / "clips" / paired.name, paired)
         names.append(paired.name)
-    splits = {}
-    if (out_root / "splits.json").is_file():
-        splits = json.loads((out_root / "splits.json").read_text())
-    splits[split] = splits.get(split, []) + names
-    write_splits(out_root, splits)
+    add_to_split(out_root, split, names)
     return names

@@ -10,7 +10,7 @@ from egox_model.geometry.camera import CameraModel
 from egox_model.scene import SceneConfig, render_scene
 
 
-def _distort(pinhole: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) -> np.ndarray:
+def distort(pinhole: np.ndarray, K: np.ndarray, D: np.ndarray, model: str) -> np.ndarray:
     """The distorted image: each distorted pixel samples the pinhole image where its ray
     lands (forward model per pixel, independent of the remap tables under test)."""
     h, w = pinhole.shape[:2]
@@ -32,7 +32,7 @@ def test_undistort_recovers_pinhole(model, D):
     scene = render_scene(SceneConfig(num_frames=2, exo_size=(16, 16), ego_size=(96, 128),
                                      ego_hfov_deg=70.0))
     K, D = scene.ego_K.K, np.array(D)
-    distorted = np.stack([_distort(f, K, D, model) for f in scene.ego_rgb])
+    distorted = np.stack([distort(f, K, D, model) for f in scene.ego_rgb])
     camera = CameraModel.from_camera_info(width=128, height=96, K=K.ravel(), D=D,
                                           distortion_model=model)
     frames, rect = undistort_frames(camera, distorted)
