@@ -29,6 +29,7 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video {str(path)!r} does not exist")
-    frames = iio.imread(path, plugin="pyav")
-    fps = float(iio.immeta(path, plugin="pyav").get("fps") or 0.0)
+    with iio.imopen(path, "r", plugin="pyav") as video:    # one open: each close runs a
+        frames = video.read()                              # full gc.collect (imageio)
+        fps = float(video.metadata().get("fps") or 0.0)
     return frames, fps

@@ -26,7 +26,7 @@ from egox_model.prior import PriorConfig
 from egox_model.scene import SceneConfig
 from egox_model.video import read_video, write_video
 
-SEEDS = (3, 4, 5)
+SEEDS = (3, 4)
 
 
 class TinyI3D(torch.nn.Module):
@@ -44,7 +44,7 @@ class TinyI3D(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A dataset root with split 'test' of 3 synthetic clips (also as read back), and the
+    """A dataset root with split 'test' of 2 synthetic clips (also as read back), and the
     backbone files."""
     root = tmp_path_factory.mktemp("data")
     names = []
@@ -104,7 +104,7 @@ def test_prior_backend_rows_per_clip_values_and_stated_ablations(setup, tmp_path
     assert full["metrics"]["fvd"] > 0 and full["metrics"]["lpips"] > 0
     assert -1 <= full["metrics"]["clip_i"] < 1
     assert "iou" not in full["metrics"]                # generated videos carry no object ids
-    assert any("IoU / Loc.Err not computed for 3 clip(s)" in n for n in full["notes"])
+    assert any("IoU / Loc.Err not computed for 2 clip(s)" in n for n in full["notes"])
     for row in (no_gga, noisy):
         assert row["metrics"] == {} and row["clips"] == {}
         assert "not applicable: backend 'prior'" in row["notes"][0]
@@ -134,27 +134,25 @@ def test_prediction_folders_identical_and_shifted(setup, tmp_path):
     root, truth, flags = setup
     names = list(truth)
     same = _predictions(root, truth, tmp_path / "same", 0)
-    shifted = [_predictions(root, truth, tmp_path / f"shift{s}", s) for s in (2, 6)]
+    shifted = _predictions(root, truth, tmp_path / "shifted", 1)
     _invoke([root, "--out", tmp_path / "out", *flags, "--predictions", same,
-             *[a for d in shifted for a in ("--predictions", d)]])
+             "--predictions", shifted])
     table = json.loads((tmp_path / "out" / "results.json").read_text())
-    ident, near, far = (r["metrics"] for r in table["rows"])
+    ident, moved = (r["metrics"] for r in table["rows"])
     assert ident["psnr"] == "inf" and ident["ssim"] == pytest.approx(1.0)
     assert ident["lpips"] == 0.0 and ident["clip_i"] == pytest.approx(1.0, abs=1e-6)
     assert ident["iou"] == 1.0 and ident["location_error_px"] == 0.0
     assert ident["fvd"] == pytest.approx(0.0, abs=1e-6)
-    assert near["psnr"] > far["psnr"] and near["ssim"] > far["ssim"]
-    assert 0 < near["lpips"] < far["lpips"]
-    assert 1.0 > near["iou"] > far["iou"]
-    assert 0 < near["location_error_px"] < far["location_error_px"]
-    # every frame's ball is whole inside the frame in the synthetic clips: a pure shift
-    assert far["location_error_px"] == pytest.approx(6.0, abs=0.5)
+    assert moved["psnr"] < 35 and moved["ssim"] < 0.99 and moved["lpips"] > 0
+    assert 0 < moved["iou"] < 1, moved
+    # the ball lies whole inside every frame of the synthetic clips: a pure 1 px shift
+    assert moved["location_error_px"] == pytest.approx(1.0, abs=1e-9)
     # FVD: the Frechet distance of all windows of the split, recomputed here
     features = load_video_features(flags[flags.index("--i3d") + 1], window=3)
-    pred = np.concatenate([features(read_video(shifted[0] / n / "ego.mp4")[0]) for n in names])
+    pred = np.concatenate([features(read_video(shifted / n / "ego.mp4")[0]) for n in names])
     target = np.concatenate([features(truth[n].ego_rgb) for n in names])
     assert pred.shape == (2 * len(names), 6)
-    assert near["fvd"] == pytest.approx(fvd(pred, target), rel=1e-9)
+    assert moved["fvd"] == pytest.approx(fvd(pred, target), rel=1e-9)
     assert table["rows"][0]["settings"] == {"predictions": str(same)}
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "| same | inf | 1.000 | 0.000 | 1.000 | 0.00 | 1.000 | 0.00 |" in markdown
