@@ -246,7 +246,9 @@ def export_lerobot(
                  "default: exo=/exo/image_raw and ego=/egox/ego/image"),
         state: list[str] = typer.Option([], "--state", metavar="TOPIC",
                                         help="JointState / PoseStamped / Twist(Stamped) "
-                                             "topic, concatenated into observation.state"),
+                                             "topic, or tf:TARGET:SOURCE (SOURCE's pose in "
+                                             "TARGET from /tf, /tf_static), concatenated "
+                                             "into observation.state"),
         action: list[str] = typer.Option([], "--action", metavar="TOPIC",
                                          help="the same kinds of topic, into action"),
         task: str = typer.Option("", help="task text of the episodes (default: the bag's "

@@ -4,13 +4,15 @@ Per bag (or per segment between marker messages): the time range every stream co
 cut into a grid at `fps` (t0, t0 + 1/fps, ...). At each grid time every camera gives its
 nearest frame by header stamp, every state/action topic its value interpolated by stamp
 (`egox_model.resample`: JointState positions and Twist linearly, PoseStamped position
-linearly and orientation by slerp). A grid time that falls in a gap of any stream (its
-bracketing samples more than `max_gap_s` apart) or inside a clip rejected by `min_quality`
-(its `clip_quality` span, first to last exo stamp) is left out, and the episode is split
-there: each gap and each rejected clip is reported, nothing is filled. Each remaining run of
+linearly and orientation by slerp), every tf:TARGET:SOURCE pose its TF lookup
+(`egox_ros.tf_tree`: the same interpolation along each moving link). A grid time that
+falls in a gap of any stream (its bracketing samples more than `max_gap_s` apart) or inside
+a clip rejected by `min_quality` (its `clip_quality` span, first to last exo stamp) is left
+out, and the episode is split there: each gap and each rejected clip is reported, nothing
+is filled. Each remaining run of
 at least `min_frames` grid times is one episode (`egox_model.lerobot.LeRobotWriter`).
 
-rclpy-free: rosbags' AnyReader reads MCAP and sqlite3 bags. `meta/egox_export.json` records
+rclpy-free (reading: `egox_ros.bag_streams`). `meta/egox_export.json` records
 each run: sources, the resampling method, episodes, gaps and the clips left out with their
 scores.
 """
@@ -18,35 +20,31 @@ from __future__ import annotations
 
 import itertools
 import json
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from rosbags.highlevel import AnyReader
-from rosbags.typesys import Stores, get_typestore
 
 from egox_model.errors import ConfigError
+from egox_model.geometry.pose import c2w_to_pose
 from egox_model.lerobot import LeRobotWriter
 from egox_model.quality import NUMERIC_KEYS
 from egox_model.quality_filter import QualityFilter
 from egox_model.resample import Bracket, bracket, frame_grid, runs
+from egox_ros.bag_streams import BagStreams, label, read_bag, read_frames
 from egox_ros.errors import BagError
-from egox_ros.image_conversion import compressed_to_numpy, image_to_rgb
-from egox_ros.messages import quality_values
+from egox_ros.tf_tree import TF_TOPIC
 
 __all__ = ["ExportConfig", "RESAMPLING", "export_lerobot", "find_bags"]
 
 RESAMPLING = ("grid t0 + k/fps over the span every stream covers; cameras: nearest frame by "
               "header stamp; JointState positions and Twist: linear interpolation by stamp; "
-              "PoseStamped: position linear, orientation slerp; a grid time whose bracketing "
-              "samples of any stream are more than max_gap_s apart, or inside a clip that "
-              "fails min_quality, is left out and the episode split there (never filled)")
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-VECTOR_TYPES = ("sensor_msgs/msg/JointState", "geometry_msgs/msg/PoseStamped",
-                "geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
-QUALITY_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
+              "PoseStamped: position linear, orientation slerp; tf:TARGET:SOURCE: TF lookup "
+              "(each moving link likewise); a grid time whose bracketing samples of any "
+              "stream (each moving TF link included) are more than max_gap_s apart, or "
+              "inside a clip that fails min_quality, is left out and the episode split "
+              "there (never filled)")
 NS = 1_000_000_000
 
 
@@ -84,6 +82,11 @@ class ExportConfig:
                               f"{self.min_frames} >= 1")
         if self.min_quality:
             QualityFilter(self.min_quality, known_keys=self.quality_keys())
+        bad = [s for s in (*self.state, *self.action)
+               if s.startswith("tf:") and not all(s.split(":")[1:]) or s.count(":") > 2]
+        if bad:
+            raise ConfigError(f"{bad}: a pose from TF is tf:TARGET_FRAME:SOURCE_FRAME, e.g. "
+                              "tf:map:ego_camera_optical_frame (SOURCE's pose in TARGET)")
 
     @staticmethod
     def quality_keys() -> set[str]:
@@ -95,176 +98,9 @@ class ExportConfig:
         return int(round((self.max_gap_s or 1.5 / self.fps) * NS))
 
 
-def _label(topic: str) -> str:
-    return topic.strip("/").replace("/", "_")
-
-
-def _header_stamp(raw: bytes) -> int:
-    """header.stamp of a CDR message whose first field is a std_msgs/Header."""
-    fmt = "<iI" if raw[1] == 1 else ">iI"
-    sec, nanosec = struct.unpack_from(fmt, raw, 4)
-    return sec * NS + nanosec
-
-
-@dataclass
-class _Vector:
-    """One state/action topic: stamps (N,), values (N, d), names, quaternion blocks."""
-
-    topic: str
-    stamps: np.ndarray
-    values: np.ndarray
-    names: list[str]
-    quaternions: tuple[slice, ...] = ()
-
-
-def _vector_of(topic: str, msgtype: str, msgs: list[tuple[int, Any]]) -> _Vector:
-    label = _label(topic)
-    rows, names, quats = [], [], ()
-    for stamp, msg in msgs:
-        if msgtype == "sensor_msgs/msg/JointState":
-            joint_names = [f"{label}.{n}" for n in msg.name]
-            if names and joint_names != names:
-                raise BagError(f"{topic}: joint names changed from {names} to {joint_names} "
-                               "at stamp {stamp}")
-            names = joint_names
-            rows.append(np.asarray(msg.position, np.float64))
-        elif msgtype == "geometry_msgs/msg/PoseStamped":
-            p, q = msg.pose.position, msg.pose.orientation
-            rows.append([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
-            names = [f"{label}.{c}" for c in ("x", "y", "z", "qx", "qy", "qz", "qw")]
-            quats = (slice(3, 7),)
-        else:                                   # Twist, TwistStamped
-            twist = msg.twist if msgtype.endswith("TwistStamped") else msg
-            rows.append([twist.linear.x, twist.linear.y, twist.linear.z,
-                         twist.angular.x, twist.angular.y, twist.angular.z])
-            names = [f"{label}.{c}" for c in ("vx", "vy", "vz", "wx", "wy", "wz")]
-    order = np.argsort([s for s, _ in msgs], kind="stable")
-    values = np.asarray(rows, np.float64)
-    if values.ndim != 2 or values.shape[1] != len(names):
-        raise BagError(f"{topic}: messages carry {values.shape[1:]} values, names {names}")
-    return _Vector(topic, np.asarray([msgs[i][0] for i in order], np.int64), values[order],
-                   names, quats)
-
-
-@dataclass
-class _Bag:
-    """What the first pass read of one bag."""
-
-    paths: list[Path]                    # read together: the bag and its --with bag
-    camera_stamps: dict[str, np.ndarray]
-    vectors: dict[str, _Vector]
-    clips: list[dict[str, str]]
-    markers: np.ndarray
-    camera_types: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        """The bag named as the source (the first)."""
-        return self.paths[0]
-
-    @property
-    def name(self) -> str:
-        return " + ".join(str(p) for p in self.paths)
-
-
-def _read_bag(paths: list[Path], config: ExportConfig) -> _Bag:
-    """Stamps of the camera topics, every state/action/quality/marker message."""
-    wanted = {**{t: "camera" for t in config.cameras.values()},
-              **{t: "vector" for t in (*config.state, *config.action)}}
-    optional = {config.quality_topic: "quality"} if not config.min_quality else {}
-    if config.min_quality:
-        wanted[config.quality_topic] = "quality"
-    if config.marker_topic:
-        wanted[config.marker_topic] = "marker"
-    typestore = get_typestore(Stores.ROS2_KILTED)
-    try:
-        reader = AnyReader(paths, default_typestore=typestore)
-        reader.open()
-    except Exception as err:  # noqa: BLE001 - rosbags raises several unrelated types here
-        raise BagError(f"cannot open {' + '.join(map(str, paths))} as rosbag2 bags (MCAP or "
-                       f"sqlite3): {err}") from err
-    path = " + ".join(map(str, paths))
-    try:
-        types = {c.topic: c.msgtype for c in reader.connections}
-        missing = [f"{t} ({role})" for t, role in wanted.items() if t not in types]
-        if missing:
-            raise BagError(f"{path} lacks topic(s) {', '.join(missing)}; it has "
-                           f"{sorted(types)}")
-        expected = {"camera": IMAGE_TYPES, "vector": VECTOR_TYPES, "quality": (QUALITY_TYPE,)}
-        for topic, role in wanted.items():
-            if role in expected and types[topic] not in expected[role]:
-                raise BagError(f"{path}: {topic} is {types[topic]}; a {role} topic must be one "
-                               f"of {', '.join(expected[role])}")
-        roles = {**{t: r for t, r in optional.items() if types.get(t) == QUALITY_TYPE},
-                 **wanted}
-        camera_stamps: dict[str, list[int]] = {t: [] for t in config.cameras.values()}
-        vector_msgs: dict[str, list] = {t: [] for t in (*config.state, *config.action)}
-        clips, markers = [], []
-        conns = [c for c in reader.connections if c.topic in roles]
-        for conn, log_time, raw in reader.messages(connections=conns):
-            role = roles[conn.topic]
-            if role == "camera":
-                camera_stamps[conn.topic].append(_header_stamp(raw))
-                continue
-            msg = reader.deserialize(raw, conn.msgtype)
-            stamp = _stamp_or(msg, log_time)
-            if role == "vector":
-                vector_msgs[conn.topic].append((stamp, msg))
-            elif role == "quality":
-                clips.append(quality_values(msg))
-            else:
-                markers.append(stamp)
-    finally:
-        reader.close()
-    vectors = {t: _vector_of(t, types[t], m) for t, m in vector_msgs.items() if m}
-    empty = [t for t, m in [*vector_msgs.items(), *camera_stamps.items()] if not m]
-    if empty:
-        raise BagError(f"{path}: no messages on {', '.join(empty)}")
-    return _Bag(paths, {t: np.sort(np.asarray(s, np.int64)) for t, s in camera_stamps.items()},
-                vectors, clips, np.sort(np.asarray(markers, np.int64)),
-                {t: types[t] for t in config.cameras.values()})
-
-
-def _stamp_or(msg: Any, log_time: int) -> int:
-    header = getattr(msg, "header", None)
-    if header is None:
-        return int(log_time)
-    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
-
-
 def _gaps(name: str, covered: np.ndarray, grid: np.ndarray) -> list[dict[str, Any]]:
     return [{"topic": name, "from_ns": int(grid[a]), "to_ns": int(grid[b - 1]), "frames": b - a}
             for a, b in runs(~covered)]
-
-
-def _frames(paths: list[Path], topic: str, stamps: np.ndarray, picks: np.ndarray
-            ) -> Iterator[np.ndarray]:
-    """RGB frames of `topic` at the stamp indices `picks` (non-decreasing, repeats allowed),
-    in order, reading the bag once and decoding each picked message once."""
-    wanted = stamps[picks]
-    needed = set(wanted.tolist())
-    store: dict[int, tuple[bytes, str]] = {}
-    position = 0
-    with AnyReader(paths, default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
-        conns = [c for c in reader.connections if c.topic == topic]
-        for conn, _, raw in reader.messages(connections=conns):
-            stamp = _header_stamp(raw)
-            if stamp not in needed:
-                continue
-            store[stamp] = (raw, conn.msgtype)
-            while position < len(wanted) and wanted[position] in store:
-                target = int(wanted[position])
-                raw_msg, msgtype = store.pop(target)
-                msg = reader.deserialize(raw_msg, msgtype)
-                frame = compressed_to_numpy(msg) if msgtype == IMAGE_TYPES[1] \
-                    else image_to_rgb(msg)
-                if frame.ndim != 3:
-                    raise BagError(f"{topic}: frames must be colour images")
-                while position < len(wanted) and wanted[position] == target:
-                    yield frame
-                    position += 1
-    if position != len(wanted):
-        raise BagError(f"{topic}: {len(wanted) - position} frames not found on a second read")
 
 
 @dataclass
@@ -274,15 +110,18 @@ class _Plan:
     grid: np.ndarray
     segments: list[tuple[int, int]]
     cameras: dict[str, Bracket]
-    vectors: dict[str, Bracket]
+    vectors: dict[str, np.ndarray]         # state/action spec -> (G, d) values, NaN in gaps
+    names: dict[str, list[str]]
     gaps: list[dict[str, Any]]
     excluded: list[dict[str, Any]]
     short: list[dict[str, Any]]
 
 
-def _plan(bag: _Bag, config: ExportConfig, keep: QualityFilter | None) -> _Plan:
+def _plan(bag: BagStreams, config: ExportConfig, keep: QualityFilter | None) -> _Plan:
     streams = {**{t: s for t, s in bag.camera_stamps.items()},
-               **{t: v.stamps for t, v in bag.vectors.items()}}
+               **{t: v.stamps for t, v in bag.vectors.items()},
+               **{f"{TF_TOPIC}:{child}": stamps for links in bag.tf_links.values()
+                  for child, stamps in links.items()}}
     start = max(int(s[0]) for s in streams.values())
     stop = min(int(s[-1]) for s in streams.values())
     if stop < start:
@@ -316,8 +155,16 @@ def _plan(bag: _Bag, config: ExportConfig, keep: QualityFilter | None) -> _Plan:
     for gap in gaps:
         gap["bag"] = bag.name
     cameras = {t: brackets[t] for t in bag.camera_stamps}
-    vectors = {t: brackets[t] for t in bag.vectors}
-    return _Plan(grid, segments, cameras, vectors, gaps, excluded, short)
+    vectors = {t: brackets[t].interpolate(v.values, v.quaternions) for t, v in bag.vectors.items()}
+    names = {t: v.names for t, v in bag.vectors.items()}
+    for spec in bag.tf_links:
+        _, target, source = spec.split(":")
+        vectors[spec] = np.full((len(grid), 7), np.nan)
+        for k in (k for lo, hi in segments for k in range(lo, hi)):
+            vectors[spec][k] = np.concatenate(c2w_to_pose(bag.tf.lookup(target, source,
+                                                                        int(grid[k]))))
+        names[spec] = [f"{label(source)}.{c}" for c in ("x", "y", "z", "qx", "qy", "qz", "qw")]
+    return _Plan(grid, segments, cameras, vectors, names, gaps, excluded, short)
 
 
 def _is_bag(path: Path) -> bool:
@@ -362,7 +209,13 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
                               "max_gap_s": config.max_gap_ns / NS, "resampling": RESAMPLING,
                               "min_quality": config.min_quality, "episodes": [], "gaps": [],
                               "excluded_clips": [], "short_segments": []}
-    plans = [(bag, _plan(bag, config, keep)) for bag in (_read_bag(b, config) for b in bags)]
+    plans = [(bag, _plan(bag, config, keep)) for bag in (
+        read_bag(paths, cameras=list(config.cameras.values()),
+                 specs=[*config.state, *config.action], quality_topic=config.quality_topic,
+                 quality_required=bool(config.min_quality), marker_topic=config.marker_topic)
+        for paths in bags)]
+    groups = {key: specs for key, specs in (("observation.state", config.state),
+                                            ("action", config.action)) if specs}
     writer: LeRobotWriter | None = None
     open_readers: list[Iterator[np.ndarray]] = []      # closed at the end, even on errors
     try:
@@ -374,7 +227,7 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
                 continue
             picks = {t: np.concatenate([b.nearest()[lo:hi] for lo, hi in plan.segments])
                      for t, b in plan.cameras.items()}
-            readers = {name: _frames(bag.paths, topic, bag.camera_stamps[topic], picks[topic])
+            readers = {name: read_frames(bag.paths, topic, bag.camera_stamps[topic], picks[topic])
                        for name, topic in config.cameras.items()}
             open_readers += readers.values()
             firsts = {name: next(gen) for name, gen in readers.items()}
@@ -383,22 +236,17 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
             if writer is None:
                 writer = LeRobotWriter(
                     out_dir, fps=config.fps, vcodec=config.vcodec,
-                    vectors={key: [n for t in topics for n in bag.vectors[t].names]
-                             for key, topics in (("observation.state", config.state),
-                                                 ("action", config.action)) if topics},
+                    vectors={key: [n for t in specs for n in plan.names[t]]
+                             for key, specs in groups.items()},
                     cameras={name: f.shape[:2] for name, f in firsts.items()})
-            for key, topics in (("observation.state", config.state), ("action", config.action)):
-                names = [n for t in topics for n in bag.vectors[t].names]
-                if topics and writer.features[key]["names"] != names:
+            for key, specs in groups.items():
+                names = [n for t in specs for n in plan.names[t]]
+                if writer.features[key]["names"] != names:
                     raise BagError(f"{bag.name}: {key} would be {names}, the dataset's is "
                                    f"{writer.features[key]['names']}")
             for lo, hi in plan.segments:
-                vectors = {key: np.concatenate(
-                    [plan.vectors[t].interpolate(bag.vectors[t].values,
-                                                 bag.vectors[t].quaternions)[lo:hi]
-                     for t in topics], axis=1)
-                    for key, topics in (("observation.state", config.state),
-                                        ("action", config.action)) if topics}
+                vectors = {key: np.concatenate([plan.vectors[t][lo:hi] for t in specs], axis=1)
+                           for key, specs in groups.items()}
                 index = writer.add_episode(
                     task=config.task or bag.path.name, length=hi - lo, vectors=vectors,
                     videos={name: itertools.islice(gen, hi - lo) for name, gen in frames.items()})

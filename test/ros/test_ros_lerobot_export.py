@@ -43,12 +43,24 @@ def _yaw_quat(yaw: float) -> np.ndarray:
     return np.array([0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)])
 
 
-def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None) -> None:
+def _tf_message(stamp: int, parent: str, child: str, xyz, q):
+    types, f = TS.types, RosbagsFactory(TS)
+    vec, quat = types["geometry_msgs/msg/Vector3"], types["geometry_msgs/msg/Quaternion"]
+    transform = types["geometry_msgs/msg/TransformStamped"](
+        header=f.header(stamp, parent), child_frame_id=child,
+        transform=types["geometry_msgs/msg/Transform"](translation=vec(*map(float, xyz)),
+                                                       rotation=quat(*map(float, q))))
+    return types["tf2_msgs/msg/TFMessage"](transforms=[transform])
+
+
+def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None,
+              tf_skip: range = range(0)) -> None:
     """Exo 48x32 and ego 32x32 frames (exo frame i is grey 10*i, ego 5*i) at 30 fps,
     JointState [a, b] = [t, 2t] (t: seconds since T0) at 100 Hz, PoseStamped yawing 0.2 rad
     per frame at 30 Hz, Twist (no header) at 50 Hz, two clip_quality messages: frames 0-9
-    (PSNR 30 dB) and 10-19 (12 dB). Exo frames in `skip` are left out; with `topics`, only
-    the messages of those topics are written."""
+    (PSNR 30 dB) and 10-19 (12 dB); /tf map -> base_link = the pose, /tf_static base_link ->
+    ego_camera identity. Exo frames in `skip`, /tf samples in `tf_skip` are left out; with
+    `topics`, only the messages of those topics are written."""
     f = RosbagsFactory(TS)
     types = TS.types
     image_t = types["sensor_msgs/msg/Image"]
@@ -59,7 +71,8 @@ def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None
             ("/joint_states", "sensor_msgs/msg/JointState"),
             ("/ego/pose", "geometry_msgs/msg/PoseStamped"),
             ("/cmd_vel", "geometry_msgs/msg/Twist"),
-            ("/egox/clip_quality", "diagnostic_msgs/msg/DiagnosticArray")]}
+            ("/egox/clip_quality", "diagnostic_msgs/msg/DiagnosticArray"),
+            ("/tf", "tf2_msgs/msg/TFMessage"), ("/tf_static", "tf2_msgs/msg/TFMessage")]}
         msgs = []
         for i in range(N):
             h = f.header(_stamp(i), "cam")
@@ -73,6 +86,11 @@ def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None
                 header=h, pose=types["geometry_msgs/msg/Pose"](
                     position=types["geometry_msgs/msg/Point"](x=float(i), y=0.0, z=1.0),
                     orientation=types["geometry_msgs/msg/Quaternion"](*map(float, q))))))
+            if i not in tf_skip:                  # the same pose as map -> base_link on /tf
+                msgs.append(("/tf", _stamp(i), _tf_message(_stamp(i), "map", "base_link",
+                                                           (float(i), 0.0, 1.0), q)))
+        msgs.append(("/tf_static", T0, _tf_message(T0, "base_link", "ego_camera", (0, 0, 0),
+                                                   (0.0, 0.0, 0.0, 1.0))))
         for j in range(-2, 70):
             t = _stamp(j, 100.0)
             msgs.append(("/joint_states", t, types["sensor_msgs/msg/JointState"](
@@ -243,6 +261,33 @@ def test_recorded_and_converted_bags_read_together(tmp_path):
     assert runs[0]["sources"] == [[str(tmp_path / d / n) for d in ("rec", "ego")]
                                   for n in ("run_a", "run_b")]
     assert len(runs[0]["excluded_clips"]) == 2
+
+
+def test_poses_from_tf_equal_the_pose_topic_path(tmp_path):
+    write_bag(tmp_path / "bag")
+    export_lerobot(tmp_path / "bag", tmp_path / "ds",
+                   _config(fps=20, state=("/ego/pose", "tf:map:ego_camera"), action=()))
+    info = check_layout(tmp_path / "ds")
+    assert info["features"]["observation.state"]["names"][7:] == [
+        f"ego_camera.{c}" for c in ("x", "y", "z", "qx", "qy", "qz", "qw")]
+    data = pq.read_table(tmp_path / "ds/data/chunk-000/file-000.parquet")
+    state = np.stack(data["observation.state"].to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(state[:, 7:10], state[:, :3], atol=1e-5)
+    same_sign = np.sign(np.sum(state[:, 10:] * state[:, 3:7], axis=1, keepdims=True))
+    np.testing.assert_allclose(state[:, 10:] * same_sign, state[:, 3:7], atol=1e-6)
+    with pytest.raises(Exception, match="'gripper'"):                    # names the frame
+        export_lerobot(tmp_path / "bag", tmp_path / "ds2",
+                       _config(state=("tf:map:gripper",), action=()))
+
+
+def test_a_tf_gap_splits_the_episode(tmp_path):
+    write_bag(tmp_path / "bag", tf_skip=range(6, 10))
+    report = export_lerobot(tmp_path / "bag", tmp_path / "ds",
+                            _config(state=("tf:map:ego_camera",), action=()))
+    gaps = [(g["topic"], g["from_ns"], g["to_ns"]) for g in report["gaps"]]
+    # Grid k is sample 2k: k = 3, 4 fall between samples 5 and 10; k = 5 is sample 10.
+    assert gaps == [("/tf:base_link", _stamp(6), _stamp(8))]
+    assert [e["frames"] for e in report["episodes"]] == [3, 5]
 
 
 def test_slerp_between_pose_samples(tmp_path):
