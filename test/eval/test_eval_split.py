@@ -15,12 +15,18 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 from typer.testing import CliRunner
 
 from egox_model.cli import app
-from egox_model.data import read_paired_clip, write_paired_clip, write_splits
+from egox_model.config import from_flat
+from egox_model.data import PairedClip, read_paired_clip, write_paired_clip, write_splits
 from egox_model.data.synthetic import synthetic_paired_clip
 from egox_model.eval.fvd import fvd, load_video_features
 from egox_model.eval.lpips import LPIPS
 from egox_model.eval.metrics import psnr, ssim
+from egox_model.eval.runner import ABLATIONS
 from egox_model.generator import GeneratorConfig, make_generator
+from egox_model.generator.gga import GGAConfig
+from egox_model.generator.wan.backend import WanGenerator
+from egox_model.generator.wan.config import WanConfig
+from egox_model.generator.wan.tiny import save_tiny_model_dir, tiny_clip
 from egox_model.geometry.render import RenderConfig
 from egox_model.prior import PriorConfig
 from egox_model.scene import SceneConfig
@@ -170,3 +176,30 @@ def test_user_errors_are_one_line_and_exit_2(setup, tmp_path, args, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
+def test_wan_ablation_rows_use_the_generator_switches(tmp_path):
+    """Backend 'wan' (tiny random weights): each ablation row is the generator with its
+    switch set; the no_gga row equals a generator built here with GGA strength 0."""
+    model_dir = save_tiny_model_dir(tmp_path / "wan")
+    clip = tiny_clip()
+    ego = np.random.default_rng(0).integers(0, 256, (clip.num_frames, 32, 32, 3), np.uint8)
+    write_paired_clip(tmp_path / "data" / "clips" / "tiny", PairedClip("tiny", clip, ego))
+    write_splits(tmp_path / "data", {"test": ["tiny"]})
+    wan = {"dtype": "float32", "device": "cpu", "num_inference_steps": 2, "progress": False}
+    _invoke([tmp_path / "data", "--out", tmp_path / "out", "--backend", "wan",
+             "--wan.model_dir", model_dir, *[a for k, v in wan.items()
+                                             for a in (f"--wan.{k}", str(v).lower())],
+             "--ablations", "no_gga,no_prior"])
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    assert [r["label"] for r in rows] == ["EgoX (wan)", "w/o GGA", "w/o ego prior"]
+    psnrs = [r["clips"]["tiny"]["psnr"] for r in rows]
+    assert len(set(psnrs)) == 3 and all(np.isfinite(psnrs))
+    paired = read_paired_clip(tmp_path / "data" / "clips" / "tiny")
+    no_gga = WanGenerator(WanConfig(model_dir=str(model_dir), gga=GGAConfig(strength=0.0),
+                                    **wan)).generate(paired.clip).ego_rgb
+    assert psnrs[1] == pytest.approx(psnr(no_gga, paired.ego_rgb), abs=1e-9)
+    assert rows[2]["settings"] == {"wan.conditioning.zero_prior": True}
+    for _, overrides in ABLATIONS.values():          # every switch is a real setting
+        config = from_flat(GeneratorConfig, overrides)
+        assert config != GeneratorConfig()
