@@ -260,6 +260,57 @@ def train_command(
     settings: dict = None,
 ) -> None:
     """LoRA fine-tuning of Wan 2.1 I2V on paired exo/ego clips (docs/training.md):
+data_app = typer.Typer(help="Paired exo/ego clip datasets for training and evaluation "
+                            "(docs/training.md).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("synthetic")
+def data_synthetic(
+    out: Path = typer.Option(..., "--out", help="Dataset root (created)."),
+    seeds: int = typer.Option(8, min=1, help="Training clips: seeds 0..N-1."),
+    val_seeds: int = typer.Option(2, min=0, help="Validation clips: the next N seeds."),
+    frames: int = typer.Option(49, min=1, help="Frames per clip."),
+    exo_size: str = typer.Option("448x784", help="Exo frame size HxW (pixels)."),
+    ego_size: str = typer.Option("448x448", help="Ego frame size HxW (pixels)."),
+) -> None:
+    """Render paired clips of the synthetic room (one per seed) with splits train / val."""
+    import json
+
+    from egox_model.data.synthetic import write_synthetic_dataset
+    from egox_model.scene import SceneConfig
+
+    config = SceneConfig(num_frames=frames, exo_size=_size("--exo-size", exo_size),
+                         ego_size=_size("--ego-size", ego_size))
+    splits = write_synthetic_dataset(out, range(seeds), config=config,
+                                     val_seeds=range(seeds, seeds + val_seeds))
+    typer.echo(json.dumps({"root": str(out), **{k: len(v) for k, v in splits.items()}}))
+
+
+@data_app.command("import-official")
+def data_import_official(
+    meta: Path = typer.Argument(..., help="The official release's meta JSON."),
+    out: Path = typer.Option(..., "--out", help="Dataset root (clips are added)."),
+    base_dir: Path = typer.Option(None, help="Folder relative video paths start from "
+                                             "(default: the meta file's)."),
+    data_root: Path = typer.Option(None, help="Folder holding depth_maps/<take>/ (default: "
+                                              "the meta file's)."),
+    split: str = typer.Option("train", help="Split the clips join."),
+    frames: int = typer.Option(None, min=1, help="Keep at most this many frames."),
+    ego_rot90: int = typer.Option(0, help="np.rot90 turns applied to the ego / prior videos "
+                                          "(Aria videos stored rotated)."),
+) -> None:
+    """Convert the official EgoX meta format (videos, 3x4 w2c extrinsics, intrinsics, depth
+    .npy per frame) into paired clips."""
+    import json
+
+    from egox_model.data.official import import_official
+
+    names = import_official(meta, out, base_dir=base_dir, data_root=data_root, split=split,
+                            max_frames=frames, ego_rotation_k=ego_rot90)
+    typer.echo(json.dumps({"root": str(out), "split": split, "clips": names}))
+
+
     `--model_dir DIR --data.root ROOT --out OUT`; multi-GPU under `accelerate launch`. Prints
     last one JSON object with first_loss and last_loss."""
     import json

@@ -59,6 +59,40 @@ def record(out: Path = typer.Option(..., "--out", "-o", help="new bag directory 
     typer.echo(json.dumps({"bag": str(out), "messages": counts}))
 
 
+@app.command("paired-from-bag")
+@with_settings(EgoxConfig)
+def paired_from_bag(
+        in_bag: Path = typer.Argument(..., help="bag with the exo topics and a real ego camera"),
+        out_root: Path = typer.Argument(..., help="paired-clip dataset root (docs/training.md); "
+                                                  "clips are added to it"),
+        config: Optional[Path] = typer.Option(
+            None, help="ROS 2 parameter file (config/egox.yaml format); flags override it"),
+        node_name: str = typer.Option("egox", help="node whose section of --config applies"),
+        namespace: str = typer.Option("/", help="namespace the node would run in"),
+        remap: list[str] = typer.Option([], help="REL=ABS, e.g. exo/image_raw=/cam/image"),
+        ego_image_topic: str = typer.Option("/ego/image_raw", help="the real ego camera"),
+        ego_info_topic: str = typer.Option(
+            "/ego/camera_info", help="its CameraInfo (fisheye is undistorted)"),
+        max_gap_ms: float = typer.Option(20.0, min=0.0, help="largest exo/ego stamp gap"),
+        split: str = typer.Option("train", help="split the clips join"),
+        settings: dict = None) -> None:
+    """Write the clips of IN_BAG (cut as `egox convert` cuts them) with the real ego images at
+    their stamps as paired training clips under OUT_ROOT. Last line: a JSON summary."""
+    from egox_ros.paired_from_bag import write_paired_from_bag
+    from egox_ros.params import load_config
+
+    bad = [r for r in remap if "=" not in r]
+    if bad:
+        raise ConfigError(f"--remap {bad[0]!r} must be REL=ABS, e.g. "
+                          "exo/image_raw=/camera/color/image_raw")
+    summary = write_paired_from_bag(
+        in_bag, out_root, load_config(config, node_name, settings),
+        ego_image_topic=ego_image_topic, ego_info_topic=ego_info_topic, namespace=namespace,
+        remap=dict(r.split("=", 1) for r in remap), max_gap_ns=int(max_gap_ms * 1e6),
+        split=split)
+    typer.echo(json.dumps(summary))
+
+
 bag_app = typer.Typer(help="Bag maintenance.", no_args_is_help=True)
 app.add_typer(bag_app, name="bag")
 
