@@ -32,7 +32,7 @@ from egox_model.lerobot import LeRobotWriter
 from egox_model.quality import NUMERIC_KEYS
 from egox_model.quality_filter import QualityFilter
 from egox_model.resample import Bracket, bracket, frame_grid, runs
-from egox_ros.bag_streams import BagStreams, label, read_bag, read_frames
+from egox_ros.bag_streams import BagStreams, is_tf, label, read_bag, read_frames
 from egox_ros.errors import BagError
 from egox_ros.tf_tree import TF_TOPIC
 
@@ -82,8 +82,11 @@ class ExportConfig:
                               f"{self.min_frames} >= 1")
         if self.min_quality:
             QualityFilter(self.min_quality, known_keys=self.quality_keys())
+        if self.vcodec not in ("h264", "hevc", "libsvtav1"):
+            raise ConfigError("LeRobot's encoders are h264, hevc and libsvtav1", key="vcodec",
+                              value=self.vcodec)
         bad = [s for s in (*self.state, *self.action)
-               if s.startswith("tf:") and not all(s.split(":")[1:]) or s.count(":") > 2]
+               if is_tf(s) and (s.count(":") != 2 or not all(s.split(":")[1:]))]
         if bad:
             raise ConfigError(f"{bad}: a pose from TF is tf:TARGET_FRAME:SOURCE_FRAME, e.g. "
                               "tf:map:ego_camera_optical_frame (SOURCE's pose in TARGET)")

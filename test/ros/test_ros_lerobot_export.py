@@ -333,6 +333,10 @@ def test_a_clip_below_min_quality_is_left_out_and_listed(tmp_path):
     assert state[:, 0].max() <= 9 / 30 + 1e-6
     with pytest.raises(Exception, match="unknown key 'psnr'"):
         _config(min_quality="psnr>=20")
+    for bad in (dict(fps=29.97), dict(state=("tf:map",)), dict(vcodec="mjpeg"),
+                dict(cameras={"a.b": "/x"})):
+        with pytest.raises(Exception, match="fps|tf:TARGET_FRAME|vcodec|plain word"):
+            _config(**bad)
 
 
 def test_a_gap_splits_the_episode_and_is_reported(tmp_path):
