@@ -120,8 +120,11 @@ def _shade(points: torch.Tensor, normals: torch.Tensor, colors: torch.Tensor,
 
 
 def _cast(scene: o3d.t.geometry.RaycastingScene, K: Intrinsics, c2w: np.ndarray,
-          materials: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RGB, z-depth and geometry ids of one view (rays through the pixel centres)."""
+          materials: torch.Tensor, shade=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB, z-depth and geometry ids of one view (rays through the pixel centres).
+
+    shade(points, normals, material rows) -> uint8 RGB colours the hits (default: this room's
+    smooth texture from rows (r, g, b, wavelength)); a miss gets the last material."""
     K_t = torch.from_numpy(K.K).float()
     dirs_cam = backproject(torch.ones(K.height, K.width), K_t)
     dirs = dirs_cam @ torch.from_numpy(c2w[:3, :3].T).float()      # z_cam = 1: t_hit = z
@@ -134,7 +137,10 @@ def _cast(scene: o3d.t.geometry.RaycastingScene, K: Intrinsics, c2w: np.ndarray,
     depth = torch.where(finite, depth, 0.0)
     points = origins + dirs * depth[..., None]
     normals = torch.from_numpy(hit["primitive_normals"].numpy())
-    rgb = _shade(points, normals, materials[ids, :3], materials[ids, 3])
+    if shade is None:
+        rgb = _shade(points, normals, materials[ids, :3], materials[ids, 3])
+    else:
+        rgb = shade(points, normals, materials[ids])
     return rgb, depth.numpy(), ids.numpy()
 
 

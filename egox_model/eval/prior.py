@@ -1,0 +1,156 @@
+"""`egox eval prior`: the ego prior on the evaluation scene family, beside a reference splat.
+
+Per scene (`egox_model.scene.eval_scenes`), the prior is rendered from the ground-truth exo
+depth and from depth fused out of synthetic estimates (`synthetic_depth_estimates` ->
+`fuse_depth`), and scored on the covisible ego pixels against the ray-cast ego images. The
+reference, run on the very same depth in the same run, is the plain splat the prior must
+beat: every lifted exo pixel drawn as a fixed 5x5-pixel square; per pixel, the colours of
+the splats within 2 % of the nearest splat's depth are averaged. See docs/prior.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from egox_model.clip import Clip
+from egox_model.eval.metrics import psnr, ssim
+from egox_model.geometry.camera import Intrinsics
+from egox_model.geometry.projection import backproject, transform_points
+from egox_model.prior import PriorConfig, render_ego_prior
+from egox_model.scene import SceneClip, synthetic_depth_estimates
+from egox_model.scene.eval_scenes import EVAL_SCENES, EvalScene, render_eval_scene
+
+__all__ = ["REFERENCE_DEPTH_BAND", "REFERENCE_SPLAT_PX", "TARGETS", "covisible_scores",
+           "format_prior_eval", "reference_splat", "run_prior_eval"]
+
+REFERENCE_SPLAT_PX = 5
+REFERENCE_DEPTH_BAND = 0.02
+#: The issue's targets: dB from ground-truth depth, from fused estimates, above the reference.
+TARGETS = {"gt_db": 30.0, "fused_db": 25.0, "above_reference_db": 3.0}
+
+
+def _static_mean_depth(depth_m: np.ndarray) -> np.ndarray:
+    """(H, W) per-pixel mean of the valid (> 0) depths over frames (F, H, W); 0 = none."""
+    valid = depth_m > 0
+    count = valid.sum(0)
+    return np.where(count > 0, np.where(valid, depth_m, 0.0).sum(0) / np.maximum(count, 1),
+                    0.0).astype(np.float32)
+
+
+def reference_splat(rgb: np.ndarray, depth_m: np.ndarray, K: Intrinsics, c2w: np.ndarray,
+                    ego_K: Intrinsics, ego_c2w: np.ndarray,
+                    splat_px: int = REFERENCE_SPLAT_PX,
+                    band: float = REFERENCE_DEPTH_BAND) -> np.ndarray:
+    """Ego RGB (V, h, w, 3) uint8 of one exo frame rgb (H, W, 3) / depth_m (H, W) (valid > 0)
+    at ego poses (V, 4, 4): each exo pixel a splat_px-square splat around its nearest ego
+    pixel; a pixel averages the splats within `band` (relative) of its nearest one."""
+    valid = torch.from_numpy(depth_m > 0)
+    cam = backproject(torch.from_numpy(depth_m).double(), torch.from_numpy(K.K))[valid]
+    world = transform_points(torch.from_numpy(c2w), cam)
+    colors = torch.from_numpy(rgb)[valid].double()
+    height, width = ego_K.height, ego_K.width
+    half = splat_px // 2
+    offsets = torch.arange(-half, splat_px - half)
+    out = np.zeros((len(ego_c2w), height, width, 3), np.uint8)
+    for view, pose in enumerate(ego_c2w):
+        ego_cam = transform_points(torch.from_numpy(np.linalg.inv(pose)), world)
+        z = ego_cam[:, 2]
+        uv = ego_cam[:, :2] / z[:, None] * torch.tensor([ego_K.fx, ego_K.fy]) \
+            + torch.tensor([ego_K.cx, ego_K.cy])
+        col = torch.round(uv[:, 0]).long()[:, None, None] + offsets[None, None, :]
+        row = torch.round(uv[:, 1]).long()[:, None, None] + offsets[None, :, None]
+        inside = (z[:, None, None] > 0) & (col >= 0) & (col < width) & (row >= 0) \
+            & (row < height)
+        pixel = (row * width + col)[inside]
+        point = torch.arange(len(z))[:, None, None].expand_as(inside)[inside]
+        nearest = torch.full((height * width,), torch.inf, dtype=torch.float64)
+        nearest.scatter_reduce_(0, pixel, z[point], "amin")
+        near = z[point] <= nearest[pixel] * (1.0 + band)
+        total = torch.zeros(height * width, 3, dtype=torch.float64)
+        total.index_add_(0, pixel[near], colors[point[near]])
+        count = torch.zeros(height * width, dtype=torch.float64)
+        count.index_add_(0, pixel[near], torch.ones(int(near.sum()), dtype=torch.float64))
+        mean = total / count.clamp_min(1.0)[:, None]
+        out[view] = (mean + 0.5).clamp(0, 255).to(torch.uint8).view(height, width, 3).numpy()
+    return out
+
+
+def covisible_scores(rendered: np.ndarray, scene: SceneClip) -> dict[str, float]:
+    """PSNR over the covisible ego pixels (uncovered ones count as rendered black), and SSIM
+    of the rendered frames with every other pixel copied from the ground truth."""
+    mask = scene.ego_covisible
+    composite = np.where(mask[..., None], rendered, scene.ego_rgb)
+    return {"psnr_db": psnr(rendered, scene.ego_rgb, mask),
+            "ssim": ssim(composite, scene.ego_rgb)}
+
+
+def _score_scene(spec: EvalScene, num_frames: int, size: int,
+                 config: PriorConfig) -> dict:
+    """One scene's row: ours and the reference, from ground-truth and from fused depth."""
+    scene = render_eval_scene(spec, num_frames, exo_size=(size, size * 7 // 4),
+                              ego_size=(size, size))
+    estimates = synthetic_depth_estimates(scene.exo_depth_m, seed=spec.seed)
+    clips: dict[str, Clip] = {
+        "gt": scene.to_clip(),
+        "fused": scene.to_clip(exo_depth_mono_m=estimates.depth_mono_m,
+                               exo_depth_video=estimates.depth_video)}
+    row = {**scene.meta, "covisible_fraction": round(float(scene.ego_covisible.mean()), 4)}
+    for depth, clip in clips.items():
+        prior = render_ego_prior(clip, config)
+        ours = covisible_scores(prior.rgb, scene)
+        reference = covisible_scores(
+            reference_splat(clip.exo_rgb[0], _static_mean_depth(prior.exo_depth_m),
+                            clip.exo_K, clip.exo_c2w[0], clip.ego_K, clip.ego_c2w), scene)
+        row[f"psnr_{depth}_db"] = round(float(ours["psnr_db"]), 3)
+        row[f"ssim_{depth}"] = round(float(ours["ssim"]), 4)
+        row[f"reference_psnr_{depth}_db"] = round(float(reference["psnr_db"]), 3)
+        row[f"reference_ssim_{depth}"] = round(float(reference["ssim"]), 4)
+    row["above_reference_db"] = round(row["psnr_gt_db"] - row["reference_psnr_gt_db"], 3)
+    row["met"] = {"gt_db": bool(row["psnr_gt_db"] >= TARGETS["gt_db"]),
+                  "fused_db": bool(row["psnr_fused_db"] >= TARGETS["fused_db"]),
+                  "above_reference_db": bool(row["above_reference_db"]
+                                             >= TARGETS["above_reference_db"])}
+    return row
+
+
+def run_prior_eval(num_frames: int = 3, size: int = 256, seeds: int = 2,
+                   config: PriorConfig = PriorConfig()) -> dict:
+    """Score every scene of `EVAL_SCENES` with seed < `seeds`; ego images size x size, exo
+    size x 7/4 size (the default clip's aspect). Returns {"scenes": [row, ...], "all_met":
+    bool, ...}."""
+    start = time.perf_counter()
+    rows = [_score_scene(spec, num_frames, size, config) for spec in EVAL_SCENES
+            if spec.seed < seeds]
+    return {"scenes": rows, "targets": TARGETS,
+            "all_met": all(all(row["met"].values()) for row in rows),
+            "frames": num_frames, "ego_size": [size, size], "exo_size": [size, size * 7 // 4],
+            "reference": {"splat_px": REFERENCE_SPLAT_PX, "depth_band": REFERENCE_DEPTH_BAND},
+            "render": dataclasses.asdict(config.render), "lift": dataclasses.asdict(config.lift),
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def format_prior_eval(result: dict) -> str:
+    """Human-readable table of `run_prior_eval`'s result (PSNR dB on covisible pixels)."""
+    lines = [f"egox eval prior: {len(result['scenes'])} scenes, {result['frames']} frames, "
+             f"ego {result['ego_size'][0]}x{result['ego_size'][1]}; covisible PSNR dB "
+             f"(SSIM); reference = {result['reference']['splat_px']} px square splat + "
+             f"{100 * result['reference']['depth_band']:.0f} % depth band, same run",
+             f"{'scene':<18}{'seed':>4}{'ours GT':>15}{'ref GT':>15}{'ours fused':>15}"
+             f"{'ref fused':>15}{'+dB':>7}  targets"]
+    for row in result["scenes"]:
+        met = " ".join(name.split("_")[0] + ("+" if ok else "-")
+                       for name, ok in row["met"].items())
+        cells = "".join(f"{row[f'{p}psnr_{d}_db']:>8.2f} ({row[f'{p}ssim_{d}']:.3f})"
+                        for d, p in (("gt", ""), ("gt", "reference_"), ("fused", ""),
+                                     ("fused", "reference_")))
+        lines.append(f"{row['name']:<18}{row['seed']:>4}{cells}{row['above_reference_db']:>7.2f}"
+                     f"  {met}")
+    targets = result["targets"]
+    lines.append(f"targets: GT >= {targets['gt_db']:.0f} dB, fused >= {targets['fused_db']:.0f}"
+                 f" dB, GT >= reference + {targets['above_reference_db']:.0f} dB: "
+                 f"{'all met' if result['all_met'] else 'NOT all met'} "
+                 f"({result['seconds']:.0f} s)")
+    return "\n".join(lines)
