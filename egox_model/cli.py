@@ -63,6 +63,25 @@ def bench_prior(
         typer.echo(json.dumps(result.as_dict()))
 
 
+@eval_app.command("prior")
+def eval_prior(
+    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    frames: int = typer.Option(3, min=1, help="Ego frames per scene."),
+    size: int = typer.Option(256, min=16, help="Ego images size x size; exo size x 7/4 size."),
+    seeds: int = typer.Option(2, min=1, max=2, help="Seeds per scene (the set has 2)."),
+) -> None:
+    """Ego prior on the evaluation scene family: covisible PSNR / SSIM from ground-truth and
+    fused depth, beside a 5-pixel square splat reference run on the same depth
+    (docs/prior.md)."""
+    import json
+
+    from egox_model.eval.prior import format_prior_eval, run_prior_eval
+    result = run_prior_eval(num_frames=frames, size=size, seeds=seeds)
+    typer.echo(format_prior_eval(result))
+    if json_out:
+        typer.echo(json.dumps(result))
+
+
 @app.command("generate")
 @with_settings(GeneratorConfig)
 def generate(
