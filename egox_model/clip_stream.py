@@ -31,12 +31,15 @@ class ClipStream:
 
     Per clip: `with_context(clip)` before generating (a copy carrying the context; the clip
     itself when there is none), then `record(clip, output)`, which returns the index of the
-    clip's first frame not output yet.
+    clip's first frame not output yet. `keep`: how many last ego frames of an output are kept
+    for the next clip's context (the overlap, clip_length - clip_stride; None = all), so no
+    more of a clip outlives it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = keep
         self._stamps: np.ndarray | None = None      # (F,) stamps of the last recorded output
-        self._ego_rgb: np.ndarray | None = None     # (F, h, w, 3) its ego frames
+        self._ego_rgb: np.ndarray | None = None     # (<= keep, h, w, 3) its last ego frames
 
     def overlap(self, clip: Clip) -> int:
         """How many of `clip`'s first frames the last recorded output already holds (its
@@ -55,7 +58,7 @@ class ClipStream:
         """`clip` with the last output of its shared frames as context, or `clip` itself when
         it shares none."""
         k = self.overlap(clip)
-        if k == 0:
+        if k == 0 or k > len(self._ego_rgb):
             return clip
         context = ClipContext(ego_rgb=self._ego_rgb[-k:], stamps_ns=self._stamps[-k:])
         return dataclasses.replace(clip, context=context)
@@ -65,12 +68,10 @@ class ClipStream:
         (frames before it were output by the clip before)."""
         start = self.overlap(clip)
         if clip.stamps_ns is not None:
-            self._stamps, self._ego_rgb = clip.stamps_ns, np.asarray(output.ego_rgb)
+            ego = np.asarray(output.ego_rgb)
+            kept = len(ego) if self.keep is None else min(self.keep, len(ego))
+            self._stamps, self._ego_rgb = clip.stamps_ns, ego[len(ego) - kept:].copy()
         return start
-
-    def reset(self) -> None:
-        """Forget the last output (the next clip starts afresh)."""
-        self._stamps = self._ego_rgb = None
 
 
 def stitch_outputs(outputs: list[tuple[int, GeneratorOutput]]) -> GeneratorOutput:
@@ -118,7 +119,7 @@ def generate_clips(generator: Generator, clip: Clip, length: int, stride: int
     if not starts:
         raise InputError(f"the video has {clip.num_frames} frames, fewer than one clip of "
                          f"{length}")
-    stream, done = ClipStream(), []
+    stream, done = ClipStream(keep=length - stride), []
     for first in starts:
         window = stream.with_context(clip.window(first, first + length))
         output = generator.generate(window)

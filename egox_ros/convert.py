@@ -203,7 +203,7 @@ class EgoBagWriter:
         self.node_name = node_name
         self.clips = 0
         self.ego_frames = 0
-        self.stream = ClipStream()
+        self.stream = ClipStream(keep=config.clip_length - config.clip_stride)
         self._writer: Writer | None = None
 
     def __enter__(self) -> "EgoBagWriter":

@@ -90,7 +90,8 @@ class EgoxNode(Node):
                                     tf=self.tf)
         self.queue = BoundedQueue(cfg.queue_size, cfg.overflow_policy)
         self.factory = RclpyFactory()
-        self.stream = ClipStream()                 # overlapping clips: the worker's only
+        # overlapping clips: the worker's only; keeps the last clip's shared frames
+        self.stream = ClipStream(keep=cfg.clip_length - cfg.clip_stride)
         self.counters: Counter[str] = Counter()
         self.latencies_ms: list[float] = []        # last exo frame in -> first ego frame out
         self.backend_ms: list[float] = []          # generator.generate() alone

@@ -55,3 +55,17 @@ def test_generate_stream_outputs_each_frame_once_in_order():
     assert stitched.diagnostics["clips"] == 3
     with pytest.raises(InputError, match="fewer than one clip of 17"):
         generate_stream(PriorGenerator(), episode, 17, 4)
+
+
+def test_only_the_last_keep_frames_outlive_a_clip():
+    episode = tiny_clip(frames=13)
+    a, b = episode.window(0, 9), episode.window(4, 13)
+    stream = ClipStream(keep=5)
+    output = _output(a, 1)
+    stream.record(a, output)
+    output.ego_rgb[:] = 7                                  # the kept frames are a copy
+    context = stream.with_context(b).context
+    assert context.num_frames == 5 and np.all(context.ego_rgb == 1)
+    short = ClipStream(keep=1)                             # kept fewer than shared: no context,
+    short.record(a, _output(a, 1))                         # but still output once
+    assert short.with_context(b).context is None and short.record(b, _output(b, 2)) == 5
