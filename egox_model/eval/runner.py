@@ -81,7 +81,8 @@ class EvalOptions:
 
 @dataclass
 class MetricModels:
-    """The loaded metric backbones (None = not given) and a note for each missing one."""
+    """The loaded metric backbones (None = not given) and, for each missing one, a note
+    saying how to give it (metric key -> sentence)."""
 
     lpips: LPIPS | None = None
     clip: ClipImageScorer | None = None
@@ -95,18 +96,18 @@ class MetricModels:
         if options.lpips_dir:
             models.lpips = load_lpips(options.lpips_dir, options.lpips_net, options.device)
         else:
-            models.missing["lpips"] = ("not computed: give --lpips-dir DIR holding "
+            models.missing["lpips"] = ("LPIPS not computed: give --lpips-dir DIR holding "
                                        "torchvision's alexnet-owt-7be5be79.pth and lpips' "
                                        "alex.pth")
         if options.clip_model:
             models.clip = load_clip_image_scorer(options.clip_model, options.device)
         else:
-            models.missing["clip_i"] = ("not computed: give --clip-model DIR (a local "
+            models.missing["clip_i"] = ("CLIP-I not computed: give --clip-model DIR (a local "
                                         "transformers CLIP directory)")
         if options.i3d:
             models.fvd = load_video_features(options.i3d, options.device, options.fvd_window)
         else:
-            models.missing["fvd"] = "not computed: give --i3d FILE (i3d_torchscript.pt)"
+            models.missing["fvd"] = "FVD not computed: give --i3d FILE (i3d_torchscript.pt)"
         return models
 
 
@@ -308,8 +309,6 @@ def run_eval(data_dir: str | Path, out_dir: str | Path, options: EvalOptions, *,
             for paired in clips():
                 scorer.add(paired, Prediction(generate(overrides, paired, save / paired.name)))
             rows.append(scorer.finish())
-    for key, why in models.missing.items():
-        rows[0].notes.append(f"{key}: {why}")
     info = {"dataset": str(data_dir), "split": options.split, "clips": len(dirs),
             "frames per clip": options.frames or "all",
             "LPIPS": f"{options.lpips_net} from {options.lpips_dir}" if options.lpips_dir
@@ -322,5 +321,5 @@ def run_eval(data_dir: str | Path, out_dir: str | Path, options: EvalOptions, *,
                            "Gaussian) averaged over frames; split: mean over clips",
             "Loc.Err": "pixels of the ground-truth ego frames (centroid distance)"}
     write_table(out_dir, f"egox eval: split {options.split!r} of {Path(data_dir).name}", rows,
-                info)
+                info, list(models.missing.values()))
     return rows

@@ -47,8 +47,7 @@ def _cell(value, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _table(head: str, rows: list[tuple[str, dict]]) -> list[str]:
-    keys = [k for k in COLUMNS if any(k in m for _, m in rows)] or list(COLUMNS)
+def _table(head: str, rows: list[tuple[str, dict]], keys: list[str]) -> list[str]:
     lines = [f"| {head} | " + " | ".join(COLUMNS[k][0] for k in keys) + " |",
              "|---|" + "---:|" * len(keys)]
     for name, metrics in rows:
@@ -57,18 +56,20 @@ def _table(head: str, rows: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
-def format_markdown(title: str, rows: list[EvalRow], info: dict) -> str:
-    """The markdown report: the split table, notes, setup info, then per-clip tables."""
+def format_markdown(title: str, rows: list[EvalRow], info: dict, notes: list[str]) -> str:
+    """The markdown report: the split table (every paper column, — where not computed),
+    the notes of the table and of each row, setup info, then per-clip tables."""
     lines = [f"# {title}", ""]
-    lines += _table("Config", [(r.label, r.metrics) for r in rows])
-    lines.append("")
+    lines += _table("Config", [(r.label, r.metrics) for r in rows], list(COLUMNS))
+    lines += [""] + [f"- {note}" for note in notes]
     for row in rows:
         lines += [f"- {row.label}: {note}" for note in row.notes]
     lines += ["", "## Setup", ""] + [f"- {k}: {v}" for k, v in info.items()]
+    clip_keys = [k for k in COLUMNS if k != "fvd"]              # FVD is per split
     for row in rows:
         if row.clips:
             lines += ["", f"## Per clip: {row.label}", ""]
-            lines += _table("Clip", sorted(row.clips.items()))
+            lines += _table("Clip", list(row.clips.items()), clip_keys)
     return "\n".join(lines) + "\n"
 
 
@@ -83,13 +84,16 @@ def _json_safe(value):
     return value
 
 
-def write_table(out_dir: str | Path, title: str, rows: list[EvalRow], info: dict) -> str:
-    """Write OUT/results.md and OUT/results.json; returns the markdown."""
+def write_table(out_dir: str | Path, title: str, rows: list[EvalRow], info: dict,
+                notes: list[str] = ()) -> str:
+    """Write OUT/results.md and OUT/results.json; returns the markdown. `notes` are about
+    the whole table (e.g. which backbone was not given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    markdown = format_markdown(title, rows, info)
+    markdown = format_markdown(title, rows, info, list(notes))
     (out_dir / "results.md").write_text(markdown)
-    payload = {"title": title, "info": info, "columns": {k: v[0] for k, v in COLUMNS.items()},
+    payload = {"title": title, "info": info, "notes": list(notes),
+               "columns": {k: v[0] for k, v in COLUMNS.items()},
                "rows": [asdict(r) for r in rows]}
     (out_dir / "results.json").write_text(json.dumps(_json_safe(payload), indent=1))
     return markdown

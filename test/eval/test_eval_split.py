@@ -116,7 +116,9 @@ def test_prior_backend_rows_per_clip_values_and_stated_ablations(setup, tmp_path
         assert "not applicable: backend 'prior'" in row["notes"][0]
     assert no_gga["settings"] == {"wan.gga.strength": 0.0}
     markdown = (tmp_path / "results.md").read_text()
-    assert "| Config | PSNR↑ | SSIM↑ | LPIPS↓ | CLIP-I↑ | FVD↓ |" in markdown
+    assert "| Config | PSNR↑ | SSIM↑ | LPIPS↓ | CLIP-I↑ | Loc.Err↓ | IoU↑ | FVD↓ |" in markdown
+    assert "| w/o GGA | — | — | — | — | — | — | — |" in markdown
+    assert table["notes"] == []                      # every backbone was given
     assert f"| {names[0]} |" in markdown and "## Per clip: prior backend" in markdown
     assert markdown in result.output
 
@@ -191,7 +193,10 @@ def test_wan_ablation_rows_use_the_generator_switches(tmp_path):
              "--wan.model_dir", model_dir, *[a for k, v in wan.items()
                                              for a in (f"--wan.{k}", str(v).lower())],
              "--ablations", "no_gga,no_prior"])
-    rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
+    table = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = table["rows"]
+    assert [" ".join(n.split()[:3]) for n in table["notes"]] == [
+        "LPIPS not computed:", "CLIP-I not computed:", "FVD not computed:"]
     assert [r["label"] for r in rows] == ["EgoX (wan)", "w/o GGA", "w/o ego prior"]
     psnrs = [r["clips"]["tiny"]["psnr"] for r in rows]
     assert len(set(psnrs)) == 3 and all(np.isfinite(psnrs))
