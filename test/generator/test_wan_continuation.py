@@ -98,6 +98,18 @@ def test_context_latents_follow_the_noise_level_and_end_clean(generator, two_cli
     torch.testing.assert_close(out.latents[:, :, :2], context)
 
 
+def test_clip_image_prior_shows_the_first_context_frame(generator, two_clips, monkeypatch):
+    _, clip_b = two_clips
+    seen = []
+    pipe = generator.pipe
+    monkeypatch.setattr(pipe, "encode_image", lambda image: seen.append(image))
+    prior = np.zeros((LENGTH, 32, 32, 3), np.uint8)
+    pipe(clip_b.exo_rgb, prior, num_inference_steps=1, context_frames=clip_b.context.ego_rgb,
+         options=ConditioningOptions(clip_image="prior"))
+    np.testing.assert_array_equal(seen[0], np.concatenate([clip_b.exo_rgb[0],
+                                                           clip_b.context.ego_rgb[0]], axis=1))
+
+
 @pytest.mark.parametrize("frames", [2, 4, 9])
 def test_context_that_is_not_whole_latent_frames_is_rejected(generator, frames):
     clip = tiny_clip(frames=LENGTH)

@@ -166,13 +166,18 @@ class EgoXWanPipeline(DiffusionPipeline):
                 context)
 
     def clip_image(self, exo_frames: np.ndarray, prior_frames: np.ndarray,
-                   latents: torch.Tensor, options: ConditioningOptions) -> np.ndarray:
-        """The (H, W_x + W_e, 3) uint8 image CLIP sees: see WanConfig.clip_image."""
+                   latents: torch.Tensor, options: ConditioningOptions,
+                   context_frames: np.ndarray | None = None) -> np.ndarray:
+        """The (H, W_x + W_e, 3) uint8 image CLIP sees: see WanConfig.clip_image; 'prior'
+        shows the first context frame instead of the prior when the clip continues one."""
         if options.clip_image == "official":
             first = decode_latents(self.vae, latents[:, :, :1], self._execution_device)
             return video_tensor_to_frames(first)[0]
-        prior = np.zeros_like(prior_frames[0]) if options.zero_prior else prior_frames[0]
-        return np.concatenate([exo_frames[0], prior], axis=1)
+        if context_frames is not None:
+            ego = context_frames[0]
+        else:
+            ego = np.zeros_like(prior_frames[0]) if options.zero_prior else prior_frames[0]
+        return np.concatenate([exo_frames[0], ego], axis=1)
 
     def cache_context(self, name: str):
         """diffusers' cache context around one transformer call ("cond" / "uncond"): step
@@ -219,7 +224,7 @@ class EgoXWanPipeline(DiffusionPipeline):
         latents, condition, x0, exo_noise, context = self.prepare_latents(
             exo_frames, prior_frames, options, generator, context_frames)
         image_embeds = self.encode_image(self.clip_image(exo_frames, prior_frames, latents,
-                                                         options))
+                                                         options, context_frames))
         exo_width = x0.shape[-1]
         dtype = self.transformer.dtype
         given = 0 if context is None else latent_frames(len(context_frames))
