@@ -344,7 +344,8 @@ def data_import_official(
     else:
         result = train(from_flat(_train_config(), settings), out, resume=resume,
                        progress=progress)
-    typer.echo(json.dumps(result.as_dict()))
+    if result.is_main:                  # one summary per run, also under accelerate launch
+        typer.echo(json.dumps(result.as_dict()))
 
 
 @bench_app.command("remote")

@@ -9,7 +9,8 @@ new file) holding float32 tensors:
     prior_latents  (16, T, h, w_e)  ... of the ego prior p0 (prior.mp4, else rendered here)
     prompt_embeds  (L, D)           UMT5 embedding of the caption (L = its token count)
     image_embeds   (257, C)         CLIP penultimate states (only for image_dim models)
-    ego_dirs, ego_centers, exo_points   GGA token geometry (TokenGeometry; only with depth)
+    ego_dirs, ego_centers, exo_points   GGA token geometry (TokenGeometry; only with depth:
+                                        a clip without exo depth trains without GGA)
 
 T = (F - 1) / 4 + 1, h = H / 8, w = W / 8 at the training resolution (`DataOptions`): the
 clip's frames are resized to it (depth and masks nearest-neighbour) and its intrinsics with
@@ -201,14 +202,13 @@ class Preprocessor:
         components, prompt_encoder = self._load()
         clip, vae = paired.clip, components.vae
         prior_rgb, exo_depth = paired.prior_rgb, clip.exo_depth_m
-        if prior_rgb is None or exo_depth is None:
-            if clip.exo_depth_m is None:
+        if prior_rgb is None:
+            if exo_depth is None:
                 raise InputError(f"clip {paired.name} has neither prior.mp4 nor exo_depth.npz: "
                                  "training needs one to build the ego prior (and depth for "
                                  "GGA)")
             prior = render_ego_prior(clip)
-            prior_rgb = prior.rgb if prior_rgb is None else prior_rgb
-            exo_depth = prior.exo_depth_m
+            prior_rgb, exo_depth = prior.rgb, prior.exo_depth_m
 
         def encode(frames: np.ndarray) -> torch.Tensor:
             return encode_video(vae, frames_to_video_tensor(frames), self.device)[0]

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import time
@@ -49,13 +50,16 @@ class TrainResult:
     out_dir: Path
     lora_path: Path
     cache: dict
+    processes: int = 1
+    is_main: bool = True
 
     def as_dict(self) -> dict:
         """JSON-ready summary."""
         return {"first_loss": self.first_loss, "last_loss": self.last_loss,
                 "start_step": self.start_step, "steps": self.steps,
                 "seconds": round(self.seconds, 2), "out_dir": str(self.out_dir),
-                "lora_path": str(self.lora_path), "cache": self.cache}
+                "lora_path": str(self.lora_path), "cache": self.cache,
+                "processes": self.processes}
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -169,6 +173,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
     # 1. Preprocessing cache
     with accelerator.main_process_first():
         clips, cache = preprocess_split(config, device)
+    gc.collect()                                  # the encoders are gone: free their memory
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
     # 2. Model (LoRA A initialised from the seed), optimizer, LR schedule
     set_seed(config.seed)
@@ -247,4 +254,5 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
     return TrainResult(first_loss=_mean(losses[:window]), last_loss=_mean(losses[-window:]),
                        start_step=start,
                        steps=max(start, end), seconds=time.monotonic() - t_start,
-                       out_dir=out_dir, lora_path=lora_path, cache=cache)
+                       out_dir=out_dir, lora_path=lora_path, cache=cache,
+                       processes=accelerator.num_processes, is_main=main)

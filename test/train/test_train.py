@@ -128,3 +128,29 @@ def test_lora_file_loads_for_inference(setup, tmp_path):
     from diffusers import WanTransformer3DModel
     fresh = WanTransformer3DModel.from_pretrained(str(model_dir / "transformer"))
     assert load_lora(fresh, result.lora_path) == {"rank": 32, "alpha": 32.0, "modules": 16}
+
+
+def test_clip_with_prior_video_and_no_depth(setup, tmp_path):
+    """A clip's own prior.mp4 is encoded as p0 (here the ego video itself: p0 == y0
+    exactly); without exo depth it has no GGA geometry; with neither it is refused."""
+    import dataclasses
+
+    from egox_model.data import PairedClip, write_paired_clip
+    from egox_model.data.synthetic import synthetic_paired_clip
+    from egox_model.errors import InputError
+    from egox_model.train.preprocess import Preprocessor
+
+    _, model_dir, _ = setup
+    paired = synthetic_paired_clip(SMOKE_SCENE)
+    no_depth = dataclasses.replace(paired.clip, exo_depth_m=None)
+    write_paired_clip(tmp_path / "clips/a", PairedClip("a", no_depth, paired.ego_rgb,
+                                                       prior_rgb=paired.ego_rgb))
+    write_paired_clip(tmp_path / "clips/b", PairedClip("b", no_depth, paired.ego_rgb))
+    options = smoke_config(model_dir, tmp_path).data
+    pre = Preprocessor(model_dir, options, tmp_path / "cache", torch.device("cpu"),
+                       dtype=torch.float32)
+    latents = pre(tmp_path / "clips/a")
+    assert latents.geometry is None
+    torch.testing.assert_close(latents.prior_latents, latents.ego_latents, rtol=0, atol=0)
+    with pytest.raises(InputError, match="neither prior.mp4 nor exo_depth.npz"):
+        pre(tmp_path / "clips/b")
