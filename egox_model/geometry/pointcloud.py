@@ -34,9 +34,10 @@ class PointCloud:
 
     spacing_m (N,) float32, optional: distance to the next point on the same surface (the
     renderer sizes each point's splat from it; 0 = a single pixel). faces (T, 3) int64,
-    optional: triangles of point indices; the renderer rasterises them and draws only the
-    points no triangle uses as splats. `lift_points` fills both and orders points and
-    triangles by exo image tile, so consecutive ones are neighbours.
+    optional: triangles of point indices; the renderer rasterises them and draws the points
+    no triangle uses as single pixels. `lift_points` fills one of the two (faces unless
+    `LiftConfig.mesh` is off) and orders points and triangles by exo image tile, so
+    consecutive ones are neighbours.
     """
 
     xyz: torch.Tensor
@@ -124,20 +125,21 @@ def lift_points(rgb: np.ndarray, depth_m: np.ndarray, K: Intrinsics, c2w: np.nda
     K_t = torch.from_numpy(K.K).float().expand(len(poses), 3, 3)
     points = backproject(torch.where(valid, depth, 0.0), K_t)            # (f, H, W, 3)
     points = transform_points(torch.from_numpy(poses).float(), points.flatten(1, 2))
-    spacing = _neighbour_spacing(points.view(len(poses), height, width, 3), valid)
     keep = valid.flatten(1)
     tiles = _tile_order(len(poses), height, width)
     order = torch.argsort(tiles[keep], stable=True)
-    faces = None
+    spacing = faces = None
     if config.mesh:
         # Grid index -> point index of the kept, tile-ordered points.
         point_of = torch.full((keep.numel(),), -1, dtype=torch.int64)
         point_of[keep.flatten().nonzero()[:, 0][order]] = torch.arange(len(order))
         corner, faces = _grid_faces(depth, valid, config)
         faces = point_of[faces][torch.argsort(tiles.flatten()[corner], stable=True)]
+    else:
+        spacing = _neighbour_spacing(points.view(len(poses), height, width, 3), valid)
+        spacing = spacing.flatten(1)[keep][order].contiguous()
     return PointCloud(points[keep][order].contiguous(),
-                      colors.flatten(1, 2)[keep][order].contiguous(),
-                      spacing.flatten(1)[keep][order].contiguous(), faces)
+                      colors.flatten(1, 2)[keep][order].contiguous(), spacing, faces)
 
 
 def _minmod(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -180,9 +182,10 @@ def surface_edges(depth_m: torch.Tensor, valid: torch.Tensor, tolerance: float,
 
 def flying_pixels(depth_m: torch.Tensor, valid: torch.Tensor, tolerance: float) -> torch.Tensor:
     """(f, H, W) bool: pixels half-way across a depth step along a row or column. Such a
-    pixel steps by more than `tolerance` (relative inverse depth) to both neighbours, in one
-    direction, and both neighbours bend there (their own surfaces do not continue into it),
-    where a steep but real surface runs on straight."""
+    pixel steps by more than 4 x `tolerance` (relative inverse depth) to both neighbours, in
+    one direction, and both neighbours bend there (their own surfaces do not continue into
+    it), where a steep but real surface runs on straight. (The 4 x spares the last pixels of
+    a surface seen within a few degrees of edge-on, which bend into the background too.)"""
     inv = torch.where(valid, depth_m.reciprocal(), 0.0)
     flying = torch.zeros_like(valid)
     for dim in (1, 2):
@@ -190,7 +193,7 @@ def flying_pixels(depth_m: torch.Tensor, valid: torch.Tensor, tolerance: float) 
         step = inv.narrow(dim, 1, n - 1) - inv.narrow(dim, 0, n - 1)
         both = valid.narrow(dim, 1, n - 1) & valid.narrow(dim, 0, n - 1)
         step = torch.where(both, step, torch.nan)
-        big = step.abs() > tolerance * inv.narrow(dim, 1, n - 1).maximum(
+        big = step.abs() > 4.0 * tolerance * inv.narrow(dim, 1, n - 1).maximum(
             inv.narrow(dim, 0, n - 1))                                    # (n - 1), NaN: no
         bend = (step.narrow(dim, 1, n - 2) - step.narrow(dim, 0, n - 2)).abs() \
             > tolerance * inv.narrow(dim, 1, n - 2)                       # at pixels 1..n-2

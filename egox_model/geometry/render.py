@@ -8,10 +8,11 @@ magnified or at a grazing angle) is therefore closed: nothing behind it shows th
 its edges follow the surface instead of pixel blocks. The z-test is one packed int64
 scatter-min of (depth bits << 32 | primitive index).
 
-Points that no triangle uses (and clouds without triangles) are drawn as points: each lands
-on its nearest pixel, and one whose neighbour spacing projects to s pixels is drawn a second
-time into the z-buffer of pyramid level l = ceil(log2 s), where it fills one 2^l x 2^l
-block; a coarse block shows only where the finer levels are empty or lie behind it.
+Points that no triangle uses are single pixels (at the nearest one). A cloud without
+triangles is drawn as points: each lands on its nearest pixel, and one whose neighbour
+spacing projects to s pixels is drawn a second time into the z-buffer of pyramid level
+l = ceil(log2 s), where it fills one 2^l x 2^l block; a coarse block shows only where the
+finer levels are empty or lie behind it.
 """
 from __future__ import annotations
 
@@ -43,9 +44,11 @@ def _empty_key(num_points: int) -> int:
 class RenderConfig:
     """Point splatting at the ego poses."""
 
-    max_splat_level: int = setting(3, "the largest splat is 2^level pixels square (0 = "
-                                   "1-pixel points)", low=0, high=8)
-    depth_tolerance: float = setting(0.05, "relative depth change per pixel of distance still "
+    max_splat_level: int = setting(3, "points without triangles (lift.mesh false): the "
+                                   "largest splat is 2^level pixels square (0 = 1-pixel "
+                                   "points)", low=0, high=8)
+    depth_tolerance: float = setting(0.05, "points without triangles: relative depth change "
+                                     "per pixel of distance still "
                                      "counted as one surface; a splat covers a finer sample "
                                      "only when closer than that", low=0.0, low_open=True)
     views_per_batch: int = setting(7, "ego views rasterised together (memory vs speed)",
@@ -302,7 +305,7 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
     """Render `cloud` with camera K at each pose c2w (V, 4, 4); see `RenderResult`.
 
     A cloud with triangles is drawn as that surface, plus its points no triangle uses as
-    splats; a cloud without is drawn as splatted points."""
+    single pixels; a cloud without is drawn as splatted points."""
     device = torch.device(device) if device is not None else cloud.xyz.device
     c2w = torch.as_tensor(np.asarray(c2w) if not torch.is_tensor(c2w) else c2w,
                           dtype=torch.float64)
@@ -316,10 +319,11 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
     cloud = cloud.to(device)
     xyz, rgb, spacing, faces = cloud.xyz, cloud.rgb, cloud.spacing_m, None
     if num_faces:
+        # Points no triangle uses (a one-pixel-wide structure) are single pixels: a splat
+        # would cover the surfaces around them.
         loose = torch.ones(len(cloud), dtype=torch.bool, device=device)
         loose[cloud.faces.view(-1)] = False
-        xyz, rgb = xyz[loose], rgb[loose]
-        spacing = None if spacing is None else spacing[loose]
+        xyz, rgb, spacing = xyz[loose], rgb[loose], None
         faces = _chunk_faces(cloud.xyz, cloud.faces)
     num_loose = len(xyz)
     # Colours packed as one int32 per point (and a black sentinel): a 1-d gather per pixel.
