@@ -47,7 +47,7 @@ ABLATIONS = {
     "no_prior": ("w/o ego prior", {"wan.conditioning.zero_prior": True}),
     "noisy_exo": ("w/o clean latent", {"wan.conditioning.noisy_exo": True}),
 }
-#: Why an ablation has no row for a backend other than 'wan'.
+#: Why an ablation has no row for backend 'prior'.
 _NOT_APPLICABLE = {
     "no_gga": "has no attention to bias (GGA lives in Wan's self-attention)",
     "no_prior": "outputs the ego prior itself: there is no prior latent to zero",
@@ -285,10 +285,13 @@ def run_eval(data_dir: str | Path, out_dir: str | Path, options: EvalOptions, *,
     rows: list[EvalRow] = []
     target_features: dict[str, np.ndarray] = {}
     if predictions:                       # clips outer: each ground truth is read once
-        scorers = [RowScorer(EvalRow(d.name, d.name, {"predictions": str(d)}), models,
-                             target_features) for d in map(Path, predictions)]
+        folders = [Path(d) for d in predictions]
+        names = [d.name for d in folders]
+        names = names if len(set(names)) == len(names) else [str(d) for d in folders]
+        scorers = [RowScorer(EvalRow(n, n, {"predictions": str(d)}), models, target_features)
+                   for n, d in zip(names, folders)]
         for paired in clips():
-            for pred_dir, scorer in zip(map(Path, predictions), scorers):
+            for pred_dir, scorer in zip(folders, scorers):
                 scorer.add(paired, read_prediction(pred_dir, paired))
         rows = [scorer.finish() for scorer in scorers]
     else:                                 # rows outer: one generator in memory at a time
@@ -297,9 +300,11 @@ def run_eval(data_dir: str | Path, out_dir: str | Path, options: EvalOptions, *,
         for name, row_label, overrides in specs:
             row = EvalRow(name, row_label, dict(overrides))
             if name != "full" and backend != "wan":
-                row.notes.append(f"not applicable: backend {backend!r} "
-                                 f"{_NOT_APPLICABLE[name]}; ablations apply to backend "
-                                 "'wan'")
+                why = (_NOT_APPLICABLE[name] if backend == "prior" else
+                       f"runs the server's generator: start `egox serve` with {overrides} "
+                       "and score that run as its own row")
+                row.notes.append(f"not applicable: backend {backend!r} {why}; ablations "
+                                 "apply to backend 'wan'")
                 rows.append(row)
                 continue
             log(f"row {name}: generating with backend {backend!r} {overrides or ''}")
