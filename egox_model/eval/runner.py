@@ -142,7 +142,8 @@ def read_prediction(pred_dir: Path, paired: PairedClip) -> Prediction:
     clip_dir = pred_dir / paired.name
     frames = read_video(clip_dir / "ego.mp4")[0]
     F, h, w = paired.ego_rgb.shape[:3]
-    frames = frames[:, :h, :w]                       # write_video pads odd sizes
+    if frames.shape[1:3] == (h + h % 2, w + w % 2):  # write_video pads odd sizes
+        frames = frames[:, :h, :w]
     if len(frames) < F or frames.shape[1:3] != (h, w):
         raise InputError(f"{clip_dir / 'ego.mp4'} is {len(frames)} frames of "
                          f"{frames.shape[2]}x{frames.shape[1]}; the ground truth of clip "

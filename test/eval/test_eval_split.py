@@ -18,10 +18,11 @@ from egox_model.cli import app
 from egox_model.config import from_flat
 from egox_model.data import PairedClip, read_paired_clip, write_paired_clip, write_splits
 from egox_model.data.synthetic import synthetic_paired_clip
+from egox_model.errors import InputError
 from egox_model.eval.fvd import fvd, load_video_features
 from egox_model.eval.lpips import LPIPS
 from egox_model.eval.metrics import psnr, ssim
-from egox_model.eval.runner import ABLATIONS
+from egox_model.eval.runner import ABLATIONS, first_frames, read_prediction
 from egox_model.generator import GeneratorConfig, make_generator
 from egox_model.generator.gga import GGAConfig
 from egox_model.generator.wan.backend import WanGenerator
@@ -208,3 +209,33 @@ def test_wan_ablation_rows_use_the_generator_switches(tmp_path):
     for _, overrides in ABLATIONS.values():          # every switch is a real setting
         config = from_flat(GeneratorConfig, overrides)
         assert config != GeneratorConfig()
+
+
+def test_first_frames_cuts_every_per_frame_field():
+    clip = tiny_clip(frames=5)
+    ego = np.zeros((5, 32, 32, 3), np.uint8)
+    objects = np.arange(5, dtype=np.uint16)[:, None, None] * np.ones((1, 32, 32), np.uint16)
+    cut = first_frames(PairedClip("c", clip, ego, prior_rgb=ego, ego_objects=objects), 3)
+    assert cut.clip.num_frames == 3 and cut.ego_rgb.shape[0] == cut.prior_rgb.shape[0] == 3
+    for field in ("exo_c2w", "ego_c2w", "stamps_ns", "exo_depth_m", "dynamic_mask"):
+        np.testing.assert_array_equal(getattr(cut.clip, field), getattr(clip, field)[:3])
+    assert cut.ego_objects[:, 0, 0].tolist() == [0, 1, 2]
+    with pytest.raises(InputError, match="has 5 frames, fewer than --frames 6"):
+        first_frames(PairedClip("c", clip, ego), 6)
+
+
+def test_a_prediction_of_another_size_is_refused(tmp_path):
+    clip = tiny_clip(frames=5)
+    paired = PairedClip("c", clip, np.zeros((5, 32, 32, 3), np.uint8))
+    (tmp_path / "c").mkdir()
+    write_video(tmp_path / "c" / "ego.mp4", np.zeros((5, 32, 48, 3), np.uint8), 30.0)
+    with pytest.raises(InputError, match=r"is 5 frames of 48x32; the ground truth of clip c "
+                                         r"is 5 frames of 32x32"):
+        read_prediction(tmp_path, paired)
+    with pytest.raises(InputError, match="does not exist"):
+        read_prediction(tmp_path / "none", paired)
+    odd = PairedClip("odd", tiny_clip(frames=5, ego_hw=(31, 29)),
+                     np.zeros((5, 31, 29, 3), np.uint8))
+    (tmp_path / "odd").mkdir()                # write_video pads to 32x30; read back: 31x29
+    write_video(tmp_path / "odd" / "ego.mp4", np.full((5, 31, 29, 3), 200, np.uint8), 30.0)
+    assert read_prediction(tmp_path, odd).ego_rgb.shape == (5, 31, 29, 3)
