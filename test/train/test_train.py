@@ -154,3 +154,31 @@ def test_clip_with_prior_video_and_no_depth(setup, tmp_path):
     torch.testing.assert_close(latents.prior_latents, latents.ego_latents, rtol=0, atol=0)
     with pytest.raises(InputError, match="neither prior.mp4 nor exo_depth.npz"):
         pre(tmp_path / "clips/b")
+
+
+def test_lora_model_setup(setup):
+    """bf16 frozen base, fp32 LoRA on the official targets only, GGA on attn1 (strength 1 by
+    default, chunked kernel), gradient checkpointing on."""
+    from egox_model.generator.gga import GGAAttnProcessor
+    from egox_model.train.trainer import _lora_model
+
+    _, model_dir, data = setup
+    config = replace(smoke_config(model_dir, data), dtype="bfloat16")
+    model, processor = _lora_model(config, model_dir)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n for n in trainable)
+    assert {n.split(".")[2] + "." + n.split(".")[3] for n in trainable} == {
+        "attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out", "attn2.to_q", "attn2.to_k",
+        "attn2.to_v", "attn2.to_out"}
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in trainable)
+    keep_fp32 = model._keep_in_fp32_modules        # diffusers' own (norms, time embedder)
+    frozen_fp32 = [n for n, p in model.named_parameters()
+                   if n not in trainable and p.dtype != torch.bfloat16]
+    assert all(any(k in n.split(".") for k in keep_fp32) for n in frozen_fp32), frozen_fp32
+    assert model.blocks[0].attn1.to_q.base_layer.weight.dtype == torch.bfloat16
+    assert processor.config.strength == 1.0 and processor.config.kernel == "chunked"
+    attn1 = {k: v for k, v in model.attn_processors.items() if "attn1" in k}
+    assert attn1 and all(v is processor for v in attn1.values())
+    assert not any(isinstance(v, GGAAttnProcessor) for k, v in model.attn_processors.items()
+                   if "attn2" in k)
+    assert model.gradient_checkpointing and model.training
