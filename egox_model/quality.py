@@ -31,12 +31,15 @@ import numpy as np
 from egox_model.errors import InputError
 from egox_model.output import GeneratorOutput
 
-__all__ = ["ClipQuality", "NUMERIC_KEYS", "clip_quality", "covered_psnr", "temporal_flicker"]
+__all__ = ["ClipQuality", "NUMERIC_KEYS", "QUALITY_KEYS", "clip_quality", "covered_psnr",
+           "temporal_flicker"]
 
 #: The numeric scores, in the order they are published.
 NUMERIC_KEYS = ("prior_psnr_db", "prior_coverage", "flicker", "fusion_residual_rms_mean",
                 "fusion_residual_rms_max", "fusion_failed_frames", "frames",
                 "first_stamp_ns", "last_stamp_ns")
+#: The keys a quality filter expression may use (`egox_model.quality_filter`).
+QUALITY_KEYS = frozenset({*NUMERIC_KEYS, "backend"})
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from egox_model.clip import Clip
 from egox_model.clip_stream import ClipStream
 from egox_model.generator.base import Generator
 from egox_model.output import GeneratorOutput
-from egox_model.quality import clip_quality
+from egox_model.quality import QUALITY_KEYS, clip_quality
+from egox_model.quality_filter import QualityFilter
 from egox_ros.errors import BagError, TfLookupError
 from egox_ros.messages import CLIP_QUALITY_TYPE, RosbagsFactory
 from egox_ros.params import EgoxConfig
@@ -201,6 +202,8 @@ class EgoBagWriter:
         self.factory = RosbagsFactory(self.typestore)
         self.outputs = output_topics(config, namespace, node_name)
         self.node_name = node_name
+        self.quality_warn = (QualityFilter(config.clip_quality_warn, known_keys=QUALITY_KEYS)
+                             if config.clip_quality_warn else None)
         self.clips = 0
         self.ego_frames = 0
         self.stream = ClipStream(keep=config.clip_length - config.clip_stride)
@@ -225,7 +228,7 @@ class EgoBagWriter:
         quality = self.factory.clip_quality(
             clip_quality(output, clip.stamps_ns),
             self.factory.header(int(clip.stamps_ns[0]), self.config.ego_frame_id),
-            f"{self.node_name}: clip quality")
+            f"{self.node_name}: clip quality", self.quality_warn)
         start = self.stream.record(clip, output)  # frames before it: written already
         for rel, msg in itertools.chain(output_messages(self.factory, output, clip, self.config,
                                                         start),

@@ -14,6 +14,7 @@ import numpy as np
 from egox_model.geometry.camera import Intrinsics
 from egox_model.errors import InputError
 from egox_model.quality import ClipQuality
+from egox_model.quality_filter import QualityFilter
 from egox_model.geometry.pose import QUATERNION_TOLERANCE, check_unit_quaternion, pose_to_c2w
 from egox_ros.errors import MessageError
 from egox_ros.image_conversion import numpy_to_image
@@ -98,20 +99,24 @@ class MessageFactory:
         """sensor_msgs/CameraInfo of an undistorted pinhole camera K."""
         raise NotImplementedError
 
-    def clip_quality(self, quality: ClipQuality, header: Any, name: str) -> Any:
+    def clip_quality(self, quality: ClipQuality, header: Any, name: str,
+                     warn_below: QualityFilter | None = None) -> Any:
         """diagnostic_msgs/DiagnosticArray holding one DiagnosticStatus `name` for a clip:
         hardware_id = backend, key/values = `quality.values()` (floats as Python writes
-        them: inf, nan), level WARN when the prior covers nothing, else OK."""
+        them: inf, nan), level WARN when the prior covers nothing or the scores fail
+        `warn_below` (the clip_quality_warn parameter), else OK."""
         status_type = self._diagnostic_status
-        values = [self._key_value(key=key, value=str(value))
-                  for key, value in quality.values().items()]
-        covered = quality.prior_coverage > 0
+        scores = quality.values()
+        values = [self._key_value(key=key, value=str(value)) for key, value in scores.items()]
         message = (f"prior PSNR {quality.prior_psnr_db:.1f} dB, coverage "
-                   f"{quality.prior_coverage:.2f}, flicker {quality.flicker:.2f}"
-                   if covered else "the ego prior covers no pixel of this clip")
-        status = status_type(level=status_type.OK if covered else status_type.WARN,
-                             name=name, message=message, hardware_id=quality.backend,
-                             values=values)
+                   f"{quality.prior_coverage:.2f}, flicker {quality.flicker:.2f}")
+        level = status_type.OK
+        if not quality.prior_coverage > 0:
+            level, message = status_type.WARN, "the ego prior covers no pixel of this clip"
+        elif warn_below is not None and not warn_below(scores):
+            level, message = status_type.WARN, f"fails {warn_below.text!r}: {message}"
+        status = status_type(level=level, name=name, message=message,
+                             hardware_id=quality.backend, values=values)
         return self._diagnostic_array(header=header, status=[status])
 
 

@@ -31,7 +31,8 @@ from egox_model.clip import Clip
 from egox_model.clip_stream import ClipStream
 from egox_model.errors import ConfigError, EgoxError
 from egox_model.generator import Generator, make_generator
-from egox_model.quality import clip_quality
+from egox_model.quality import QUALITY_KEYS, clip_quality
+from egox_model.quality_filter import QualityFilter
 from egox_ros.messages import RclpyFactory
 from egox_ros.params import EgoxConfig, declare_config
 from egox_ros.pipeline import ExoPipeline, output_messages
@@ -116,6 +117,8 @@ class EgoxNode(Node):
             self._pubs["ego_prior/camera_info"] = self.create_publisher(
                 CameraInfo, "~/ego_prior/camera_info", pub_qos)
         self._quality_pub = self.create_publisher(DiagnosticArray, "~/clip_quality", pub_qos)
+        self._quality_warn = (QualityFilter(cfg.clip_quality_warn, known_keys=QUALITY_KEYS)
+                              if cfg.clip_quality_warn else None)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         # 2. Subscriptions: sensor-data QoS (REP 2003) by default, which matches every
@@ -254,7 +257,7 @@ class EgoxNode(Node):
                 self._quality_pub.publish(self.factory.clip_quality(
                     clip_quality(output, clip.stamps_ns),
                     self.factory.header(int(clip.stamps_ns[0]), self.config.ego_frame_id),
-                    f"{self.get_name()}: clip quality"))
+                    f"{self.get_name()}: clip quality", self._quality_warn))
                 with self._lock:
                     self.counters["clips_published"] += 1
                     self.counters["frames_published"] += len(clip.stamps_ns) - start

@@ -18,6 +18,8 @@ from egox_model.config import Setting, check_settings, from_flat, group, read_pa
 from egox_model.errors import ConfigError, InputError
 from egox_model.generator.config import GeneratorConfig
 from egox_model.geometry.pose import QUATERNION_TOLERANCE
+from egox_model.quality import QUALITY_KEYS
+from egox_model.quality_filter import QualityFilter
 from egox_ros.work_queue import OVERFLOW_POLICIES
 
 __all__ = ["YAML_HEADER", "EgoxConfig", "TfConfig", "declare_config", "load_config"]
@@ -139,6 +141,10 @@ class EgoxConfig(GeneratorConfig):
                                    "(>= clip_length so a whole clip survives a slow "
                                    "subscriber)", low=1)
     publish_prior: bool = setting(True, "also publish ~/ego_prior/image and camera_info")
+    clip_quality_warn: str = setting("", "~/clip_quality level WARN for clips whose scores "
+                                     "fail this expression, e.g. 'prior_psnr_db>=20 and "
+                                     "prior_coverage>=0.5' (docs/lerobot.md syntax); '': WARN "
+                                     "only when the prior covers nothing")
     diagnostics_period_s: float = setting(1.0, "period of /diagnostics messages", low=0.0,
                                           low_open=True)
     diagnostics_window_s: float = setting(10.0, "/diagnostics level window: WARN while "
@@ -166,6 +172,12 @@ class EgoxConfig(GeneratorConfig):
                 if not frame.strip("/"):
                     raise ConfigError("must name a TF frame when poses are read from TF",
                                       key=key, value=frame)
+        if self.clip_quality_warn:
+            try:
+                QualityFilter(self.clip_quality_warn, known_keys=QUALITY_KEYS)
+            except ConfigError as err:
+                raise ConfigError(str(err), key="clip_quality_warn",
+                                  value=self.clip_quality_warn) from None
         for name in ("exo_pose", "ego_camera_offset"):
             quat = getattr(self, name)[3:]
             if abs(math.sqrt(sum(v * v for v in quat)) - 1.0) > QUATERNION_TOLERANCE:

@@ -12,6 +12,7 @@ from rosbags.typesys import Stores, get_typestore
 from ros_fixtures import RosHarness, tiny_scene, unique_ns, wait_until  # noqa: I100
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from egox_model.errors import ConfigError
 from egox_model.generator import GeneratorConfig, make_generator
 from egox_model.quality import ClipQuality
 from egox_ros.convert import convert_bag
@@ -41,13 +42,14 @@ def _check_prior_backend_quality(values: dict[str, str], first: int, last: int) 
     assert math.isnan(q.fusion_residual_rms_mean)         # metric depth topic: no fusion
 
 
-def test_the_node_publishes_one_quality_message_per_clip(harness):
+@pytest.mark.parametrize("warn", ["", "prior_coverage>=0.99 and flicker<1"])
+def test_the_node_publishes_one_quality_message_per_clip(harness, warn):
     ns, scene = unique_ns(), tiny_scene(frames=12)
     K = scene.ego_K
     config = EgoxConfig(clip_length=5, clip_stride=5, exo_width=0, exo_height=0,
                         ego_width=K.width, ego_height=K.height, ego_fx=K.fx, ego_fy=K.fy,
                         ego_cx=K.cx, ego_cy=K.cy, exo_pose_source="topic",
-                        subscription_depth=100)
+                        subscription_depth=100, clip_quality_warn=warn)
     harness.add(EgoxNode(config=config, generator=make_generator(GeneratorConfig()),
                          namespace=ns, context=harness.context))
     got: list[DiagnosticArray] = []
@@ -63,9 +65,16 @@ def test_the_node_publishes_one_quality_message_per_clip(harness):
     for msg, first in zip(got, (0, 5)):
         status = msg.status[0]
         assert msg.header.frame_id == config.ego_frame_id
+        # With clip_quality_warn, a clip that fails it (coverage < 0.99 here) is WARN.
         assert (status.name, status.hardware_id, status.level) == (
-            "egox: clip quality", "prior", DiagnosticStatus.OK)
+            "egox: clip quality", "prior", DiagnosticStatus.WARN if warn else DiagnosticStatus.OK)
+        assert status.message.startswith(f"fails {warn!r}" if warn else "prior PSNR inf dB")
         _check_prior_backend_quality(quality_values(msg), stamps[first], stamps[first + 4])
+
+
+def test_a_bad_clip_quality_warn_expression_is_refused():
+    with pytest.raises(ConfigError, match="clip_quality_warn.*unknown key 'psnr'"):
+        EgoxConfig(clip_quality_warn="psnr>=20")
 
 
 def _quality_messages(bag) -> list[tuple[int, int, dict[str, str]]]:
@@ -90,5 +99,14 @@ def test_recorded_by_the_demo_and_written_by_convert_alike(tmp_path):
                 make_generator(GeneratorConfig()))
     offline = _quality_messages(tmp_path / "offline")
     assert offline == live
+    convert_bag(tmp_path / "live" / "bag", tmp_path / "warned",
+                demo_config(scene, clip_length=5, clip_stride=5,
+                            clip_quality_warn="prior_psnr_db<30"),
+                make_generator(GeneratorConfig()))
+    with AnyReader([tmp_path / "warned"], default_typestore=TS) as reader:
+        conns = [c for c in reader.connections if c.topic == QUALITY_TOPIC]
+        levels = [reader.deserialize(raw, conn.msgtype).status[0].level
+                  for conn, _, raw in reader.messages(connections=conns)]
+    assert levels == [1, 1]                                 # WARN: PSNR inf fails < 30
     for (_, stamp, values), first in zip(live, (0, 5)):
         _check_prior_backend_quality(values, stamps[first], stamps[first + 4])
