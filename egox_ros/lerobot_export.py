@@ -29,7 +29,7 @@ import numpy as np
 from egox_model.errors import ConfigError
 from egox_model.geometry.pose import c2w_to_pose
 from egox_model.lerobot import LeRobotWriter
-from egox_model.quality import NUMERIC_KEYS
+from egox_model.quality import QUALITY_KEYS
 from egox_model.quality_filter import QualityFilter
 from egox_model.resample import Bracket, bracket, frame_grid, runs
 from egox_ros.bag_streams import BagStreams, is_tf, label, read_bag, read_frames
@@ -81,7 +81,7 @@ class ExportConfig:
             raise ConfigError(f"max_gap_s {self.max_gap_s} must be >= 0 and min_frames "
                               f"{self.min_frames} >= 1")
         if self.min_quality:
-            QualityFilter(self.min_quality, known_keys=self.quality_keys())
+            QualityFilter(self.min_quality, known_keys=QUALITY_KEYS)
         if self.vcodec not in ("h264", "hevc", "libsvtav1"):
             raise ConfigError("LeRobot's encoders are h264, hevc and libsvtav1", key="vcodec",
                               value=self.vcodec)
@@ -90,11 +90,6 @@ class ExportConfig:
         if bad:
             raise ConfigError(f"{bad}: a pose from TF is tf:TARGET_FRAME:SOURCE_FRAME, e.g. "
                               "tf:map:ego_camera_optical_frame (SOURCE's pose in TARGET)")
-
-    @staticmethod
-    def quality_keys() -> set[str]:
-        """Keys --min-quality may use."""
-        return {*NUMERIC_KEYS, "backend"}
 
     @property
     def max_gap_ns(self) -> int:
@@ -205,7 +200,7 @@ def export_lerobot(source: str | Path, out_dir: str | Path, config: ExportConfig
     `with_bags` bag (`find_bags`), into the LeRobot v3 dataset `out_dir` (created, or
     appended to); returns the run's report, also appended to meta/egox_export.json."""
     out_dir = Path(out_dir)
-    keep = (QualityFilter(config.min_quality, known_keys=config.quality_keys())
+    keep = (QualityFilter(config.min_quality, known_keys=QUALITY_KEYS)
             if config.min_quality else None)
     bags = find_bags(Path(source), None if with_bags is None else Path(with_bags))
     report: dict[str, Any] = {"sources": [[str(p) for p in b] for b in bags], "fps": config.fps,
