@@ -22,6 +22,7 @@ import numpy as np
 from egox_model.clip import Clip
 from egox_model.errors import ConfigError
 from egox_model.eval.metrics import psnr, ssim
+from egox_model.eval.prior import reference_prior
 from egox_model.generator import Generator, GeneratorConfig, GeneratorOutput, make_generator
 from egox_model.geometry.dynamic import motion_masks
 from egox_model.scene import SceneClip, SceneConfig, render_scene, synthetic_depth_estimates
@@ -125,6 +126,10 @@ def run_demo(out_dir: str | Path, *, seed: int = 0,
         "ego_size": list(scene_config.ego_size),
         "prior_psnr_covered_db": psnr(prior.rgb, scene.ego_rgb, static),
         "prior_psnr_covisible_db": psnr(prior.rgb, scene.ego_rgb, static & scene.ego_covisible),
+        # The 5 px square splat reference (egox eval prior) on the same depth and pixels
+        # (it lifts one static exo view).
+        "reference_psnr_covisible_db": None if scene_config.exo_motion_m else psnr(
+            reference_prior(clip, prior), scene.ego_rgb, static & scene.ego_covisible),
         "prior_coverage": float(prior.mask.mean()),
         "output_psnr_db": psnr(output.ego_rgb, scene.ego_rgb),
         "output_ssim": ssim(output.ego_rgb, scene.ego_rgb),

@@ -25,5 +25,6 @@ def test_demo_writes_videos_preview_and_report(tmp_path):
     assert report["fused_depth_abs_rel_median"] < 0.03
     assert 0.1 < report["prior_coverage"] < 1.0
     assert report["prior_psnr_covisible_db"] > 22.0
+    assert report["reference_psnr_covisible_db"] > 15.0     # the splat reference, same pixels
     assert 0.0 < report["output_ssim"] <= 1.0
     assert {"fusion", "lift", "render", "hole_fill"} <= set(report["ms_per_frame"])

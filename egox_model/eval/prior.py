@@ -19,12 +19,12 @@ from egox_model.clip import Clip
 from egox_model.eval.metrics import psnr, ssim
 from egox_model.geometry.camera import Intrinsics
 from egox_model.geometry.projection import backproject, transform_points
-from egox_model.prior import PriorConfig, render_ego_prior
+from egox_model.prior import EgoPrior, PriorConfig, render_ego_prior
 from egox_model.scene import SceneClip, synthetic_depth_estimates
 from egox_model.scene.eval_scenes import EVAL_SCENES, EvalScene, render_eval_scene
 
 __all__ = ["REFERENCE_DEPTH_BAND", "REFERENCE_SPLAT_PX", "TARGETS", "covisible_scores",
-           "format_prior_eval", "reference_splat", "run_prior_eval"]
+           "format_prior_eval", "reference_prior", "reference_splat", "run_prior_eval"]
 
 REFERENCE_SPLAT_PX = 5
 REFERENCE_DEPTH_BAND = 0.02
@@ -50,32 +50,39 @@ def reference_splat(rgb: np.ndarray, depth_m: np.ndarray, K: Intrinsics, c2w: np
     valid = torch.from_numpy(depth_m > 0)
     cam = backproject(torch.from_numpy(depth_m).double(), torch.from_numpy(K.K))[valid]
     world = transform_points(torch.from_numpy(c2w), cam)
-    colors = torch.from_numpy(rgb)[valid].double()
+    colors = torch.from_numpy(rgb)[valid].float()
     height, width = ego_K.height, ego_K.width
     half = splat_px // 2
     offsets = torch.arange(-half, splat_px - half)
+    dy, dx = (t.reshape(-1) for t in torch.meshgrid(offsets, offsets, indexing="ij"))
     out = np.zeros((len(ego_c2w), height, width, 3), np.uint8)
     for view, pose in enumerate(ego_c2w):
-        ego_cam = transform_points(torch.from_numpy(np.linalg.inv(pose)), world)
+        ego_cam = transform_points(torch.from_numpy(np.linalg.inv(pose)), world).float()
         z = ego_cam[:, 2]
-        uv = ego_cam[:, :2] / z[:, None] * torch.tensor([ego_K.fx, ego_K.fy]) \
-            + torch.tensor([ego_K.cx, ego_K.cy])
-        col = torch.round(uv[:, 0]).long()[:, None, None] + offsets[None, None, :]
-        row = torch.round(uv[:, 1]).long()[:, None, None] + offsets[None, :, None]
-        inside = (z[:, None, None] > 0) & (col >= 0) & (col < width) & (row >= 0) \
-            & (row < height)
+        front = (z > 0).nonzero()[:, 0]
+        z = z[front]
+        col = torch.round(ego_cam[front, 0] / z * ego_K.fx + ego_K.cx).long()[:, None] + dx
+        row = torch.round(ego_cam[front, 1] / z * ego_K.fy + ego_K.cy).long()[:, None] + dy
+        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)   # (n, splat^2)
+        point, _ = inside.nonzero().unbind(1)
         pixel = (row * width + col)[inside]
-        point = torch.arange(len(z))[:, None, None].expand_as(inside)[inside]
-        nearest = torch.full((height * width,), torch.inf, dtype=torch.float64)
-        nearest.scatter_reduce_(0, pixel, z[point], "amin")
-        near = z[point] <= nearest[pixel] * (1.0 + band)
-        total = torch.zeros(height * width, 3, dtype=torch.float64)
-        total.index_add_(0, pixel[near], colors[point[near]])
-        count = torch.zeros(height * width, dtype=torch.float64)
-        count.index_add_(0, pixel[near], torch.ones(int(near.sum()), dtype=torch.float64))
-        mean = total / count.clamp_min(1.0)[:, None]
+        depth = z[point]
+        nearest = torch.full((height * width,), torch.inf)
+        nearest.scatter_reduce_(0, pixel, depth, "amin")
+        near = (depth <= nearest[pixel] * (1.0 + band)).nonzero()[:, 0]
+        weighted = torch.cat((colors[front[point[near]]], torch.ones(len(near), 1)), 1)
+        total = torch.zeros(height * width, 4).index_add_(0, pixel[near], weighted)
+        mean = total[:, :3] / total[:, 3:].clamp_min(1.0)
         out[view] = (mean + 0.5).clamp(0, 255).to(torch.uint8).view(height, width, 3).numpy()
     return out
+
+
+def reference_prior(clip: Clip, prior: EgoPrior) -> np.ndarray:
+    """`reference_splat` of the exo depth `prior` lifted (its static pixels, mean over the
+    frames: a static exo camera, as `lift_points` merges it) at the clip's ego poses."""
+    depth = _static_mean_depth(np.where(prior.exo_static, prior.exo_depth_m, 0.0))
+    return reference_splat(clip.exo_rgb[0], depth, clip.exo_K, clip.exo_c2w[0], clip.ego_K,
+                           clip.ego_c2w)
 
 
 def covisible_scores(rendered: np.ndarray, scene: SceneClip) -> dict[str, float]:
@@ -101,9 +108,7 @@ def _score_scene(spec: EvalScene, num_frames: int, size: int,
     for depth, clip in clips.items():
         prior = render_ego_prior(clip, config)
         ours = covisible_scores(prior.rgb, scene)
-        reference = covisible_scores(
-            reference_splat(clip.exo_rgb[0], _static_mean_depth(prior.exo_depth_m),
-                            clip.exo_K, clip.exo_c2w[0], clip.ego_K, clip.ego_c2w), scene)
+        reference = covisible_scores(reference_prior(clip, prior), scene)
         row[f"psnr_{depth}_db"] = round(float(ours["psnr_db"]), 3)
         row[f"ssim_{depth}"] = round(float(ours["ssim"]), 4)
         row[f"reference_psnr_{depth}_db"] = round(float(reference["psnr_db"]), 3)
