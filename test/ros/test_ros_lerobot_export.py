@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from egox_model.geometry.pose import slerp
 from egox_model.quality import ClipQuality
 from egox_ros.errors import BagError
-from egox_ros.image_conversion import numpy_to_image
+from egox_ros.image_conversion import numpy_to_compressed, numpy_to_image
 from egox_ros.lerobot_export import ExportConfig, export_lerobot
 from egox_ros.messages import RosbagsFactory
 
@@ -72,7 +72,9 @@ def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None
             ("/ego/pose", "geometry_msgs/msg/PoseStamped"),
             ("/cmd_vel", "geometry_msgs/msg/Twist"),
             ("/egox/clip_quality", "diagnostic_msgs/msg/DiagnosticArray"),
-            ("/tf", "tf2_msgs/msg/TFMessage"), ("/tf_static", "tf2_msgs/msg/TFMessage")]}
+            ("/tf", "tf2_msgs/msg/TFMessage"), ("/tf_static", "tf2_msgs/msg/TFMessage"),
+            ("/top/compressed", "sensor_msgs/msg/CompressedImage"),
+            ("/episode_start", "std_msgs/msg/String")]}
         msgs = []
         for i in range(N):
             h = f.header(_stamp(i), "cam")
@@ -81,6 +83,9 @@ def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None
                     np.full((32, 48, 3), 10 * i, np.uint8), "rgb8", h, msg_type=image_t)))
             msgs.append(("/egox/ego/image", _stamp(i), numpy_to_image(
                 np.full((32, 32, 3), 5 * i, np.uint8), "rgb8", h, msg_type=image_t)))
+            msgs.append(("/top/compressed", _stamp(i), numpy_to_compressed(
+                np.full((16, 24, 3), 12 * i, np.uint8), h, fmt="png",
+                msg_type=types["sensor_msgs/msg/CompressedImage"])))
             q = _yaw_quat(0.2 * i)
             msgs.append(("/ego/pose", _stamp(i), types["geometry_msgs/msg/PoseStamped"](
                 header=h, pose=types["geometry_msgs/msg/Pose"](
@@ -89,6 +94,7 @@ def write_bag(path: Path, skip: range = range(0), topics: set[str] | None = None
             if i not in tf_skip:                  # the same pose as map -> base_link on /tf
                 msgs.append(("/tf", _stamp(i), _tf_message(_stamp(i), "map", "base_link",
                                                            (float(i), 0.0, 1.0), q)))
+        msgs.append(("/episode_start", _stamp(11.5), types["std_msgs/msg/String"](data="2")))
         msgs.append(("/tf_static", T0, _tf_message(T0, "base_link", "ego_camera", (0, 0, 0),
                                                    (0.0, 0.0, 0.0, 1.0))))
         for j in range(-2, 70):
@@ -288,6 +294,20 @@ def test_a_tf_gap_splits_the_episode(tmp_path):
     # Grid k is sample 2k: k = 3, 4 fall between samples 5 and 10; k = 5 is sample 10.
     assert gaps == [("/tf:base_link", _stamp(6), _stamp(8))]
     assert [e["frames"] for e in report["episodes"]] == [3, 5]
+
+
+def test_markers_split_episodes_and_compressed_cameras(tmp_path):
+    """A marker message between grid times 5 and 6 (exo frames 10, 12) starts episode 2;
+    a CompressedImage (png) camera decodes to its frames."""
+    write_bag(tmp_path / "bag")
+    report = export_lerobot(tmp_path / "bag", tmp_path / "ds", _config(
+        cameras={"top": "/top/compressed", "ego": "/egox/ego/image"},
+        marker_topic="/episode_start"))
+    info = check_layout(tmp_path / "ds")
+    assert [e["frames"] for e in report["episodes"]] == [6, 4] and info["total_episodes"] == 2
+    assert info["features"]["observation.images.top"]["shape"] == [16, 24, 3]
+    frames, _ = _decode(tmp_path / "ds/videos/observation.images.top/chunk-000/file-000.mp4")
+    np.testing.assert_allclose(frames.reshape(10, -1).mean(1), 24 * np.arange(10), atol=3)
 
 
 def test_slerp_between_pose_samples(tmp_path):
