@@ -128,14 +128,17 @@ def _scalar_settings(diagnostics: dict, prefix: str = "") -> dict[str, str | int
 
 
 def clip_quality(output: GeneratorOutput, stamps_ns: np.ndarray | None = None) -> ClipQuality:
-    """Score one generated clip; `stamps_ns` (F,) defaults to `output.stamps_ns`."""
+    """Score one generated clip; `stamps_ns` (F,) defaults to `output.stamps_ns`. An output
+    without the prior's frames (backend remote with return_prior false: shape (F, 0, 0, 3))
+    gets nan for the scores that compare with it."""
     prior = output.prior
     stamps = output.stamps_ns if stamps_ns is None else stamps_ns
     if stamps is None or len(stamps) != len(output.ego_rgb):
         raise InputError(f"need one stamp per frame: {0 if stamps is None else len(stamps)} "
                          f"stamps for {len(output.ego_rgb)} frames")
     ego = np.asarray(output.ego_rgb)
-    if ego.shape != prior.rgb.shape:
+    has_prior = prior.rgb.size > 0
+    if has_prior and ego.shape != prior.rgb.shape:
         raise InputError(f"output frames {ego.shape} and prior {prior.rgb.shape} differ in "
                          "shape: the scores compare them pixel by pixel")
     residual = np.asarray(prior.fusion.get("residual_rms", []), dtype=np.float64)
@@ -144,9 +147,9 @@ def clip_quality(output: GeneratorOutput, stamps_ns: np.ndarray | None = None) -
     return ClipQuality(
         backend=output.backend, frames=len(ego), first_stamp_ns=int(stamps[0]),
         last_stamp_ns=int(stamps[-1]),
-        prior_psnr_db=covered_psnr(ego, prior.rgb, prior.mask),
-        prior_coverage=float(prior.mask.mean()),
-        flicker=temporal_flicker(ego, prior.rgb, prior.mask),
+        prior_psnr_db=covered_psnr(ego, prior.rgb, prior.mask) if has_prior else math.nan,
+        prior_coverage=float(prior.mask.mean()) if has_prior else math.nan,
+        flicker=temporal_flicker(ego, prior.rgb, prior.mask) if has_prior else math.nan,
         fusion_residual_rms_mean=float(finite.mean()) if finite.size else math.nan,
         fusion_residual_rms_max=float(finite.max()) if finite.size else math.nan,
         fusion_failed_frames=int((~np.isfinite(alpha_fit)).sum()),

@@ -104,14 +104,17 @@ class MessageFactory:
         """diagnostic_msgs/DiagnosticArray holding one DiagnosticStatus `name` for a clip:
         hardware_id = backend, key/values = `quality.values()` (floats as Python writes
         them: inf, nan), level WARN when the prior covers nothing or the scores fail
-        `warn_below` (the clip_quality_warn parameter), else OK."""
+        `warn_below` (the clip_quality_warn parameter), else OK (also when the backend sent
+        no prior: its scores are nan)."""
         status_type = self._diagnostic_status
         scores = quality.values()
         values = [self._key_value(key=key, value=str(value)) for key, value in scores.items()]
         message = (f"prior PSNR {quality.prior_psnr_db:.1f} dB, coverage "
                    f"{quality.prior_coverage:.2f}, flicker {quality.flicker:.2f}")
         level = status_type.OK
-        if not quality.prior_coverage > 0:
+        if math.isnan(quality.prior_coverage):
+            message = "the backend returned no prior (remote.return_prior false): prior scores nan"
+        elif not quality.prior_coverage > 0:
             level, message = status_type.WARN, "the ego prior covers no pixel of this clip"
         elif warn_below is not None and not warn_below(scores):
             level, message = status_type.WARN, f"fails {warn_below.text!r}: {message}"

@@ -106,6 +106,16 @@ def test_fusion_residuals_and_settings():
     assert back.settings["gga.strength"] == "3.0"
 
 
+def test_an_output_without_the_prior_scores_nan():
+    """backend remote with return_prior false: the prior's frames are (F, 0, 0, 3)."""
+    ego = np.zeros((3, 4, 4, 3), np.uint8)
+    q = clip_quality(_output(ego, np.zeros((3, 0, 0, 3), np.uint8), np.zeros((3, 0, 0), bool)))
+    assert all(math.isnan(v) for v in (q.prior_psnr_db, q.prior_coverage, q.flicker))
+    assert q.frames == 3
+    with pytest.raises(Exception, match="differ in shape"):
+        clip_quality(_output(ego, np.zeros((3, 4, 5, 3), np.uint8), np.zeros((3, 4, 5), bool)))
+
+
 def test_metric_depth_clip_has_no_fusion_scores():
     rgb = np.zeros((2, 4, 4, 3), np.uint8)
     q = clip_quality(_output(rgb, rgb, np.ones((2, 4, 4), bool)))
