@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from egox_model.geometry.tokens import TokenGeometry, token_geometry
 from egox_model.prior import render_ego_prior
 from egox_model.train.config import DataOptions
 
-__all__ = ["ClipLatents", "Preprocessor", "resize_paired_clip"]
+__all__ = ["CachedClips", "ClipLatents", "Preprocessor", "load_latents", "resize_paired_clip"]
 
 _GEOMETRY = ("ego_dirs", "ego_centers", "exo_points")
 
@@ -81,6 +82,28 @@ class ClipLatents:
         return cls(name, tensors["exo_latents"], tensors["ego_latents"],
                    tensors["prior_latents"], tensors["prompt_embeds"],
                    tensors.get("image_embeds"), geometry)
+
+
+def load_latents(path: Path) -> ClipLatents:
+    """A cache file's `ClipLatents` (named after its clip folder)."""
+    return ClipLatents.from_tensors(Path(path).parent.name, load_file(str(path)))
+
+
+class CachedClips(Sequence):
+    """The clips of a split as cache files, each loaded when indexed (the last one kept), so
+    a process never holds the whole split's latents."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = list(paths)
+        self._last: tuple[int, ClipLatents] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> ClipLatents:
+        if self._last is None or self._last[0] != index:
+            self._last = (index, load_latents(self.paths[index]))
+        return self._last[1]
 
 
 def _resize(frames: np.ndarray | None, height: int, width: int,
@@ -140,16 +163,19 @@ class Preprocessor:
 
     The VAE, CLIP image encoder and tokenizer are loaded from `model_dir` on the first clip
     that is not cached (a fully cached split loads nothing); the text encoder only for
-    captions missing from the text cache (CACHE/text, `TextEmbeddingCache`). `computed` /
-    `loaded` count the clips encoded here and those read from the cache.
+    captions missing from the text cache (CACHE/text, `TextEmbeddingCache`; in memory only with
+    text_cache_on_disk=False, for processes preprocessing side by side). `computed` /
+    `loaded` count the clips encoded here and those found in the cache.
     """
 
     def __init__(self, model_dir: Path, options: DataOptions, cache_dir: Path,
                  device: torch.device, *, dtype: torch.dtype = torch.bfloat16,
-                 vae_dtype: torch.dtype = torch.float32) -> None:
+                 vae_dtype: torch.dtype = torch.float32, text_cache_on_disk: bool = True
+                 ) -> None:
         self.model_dir, self.options = Path(model_dir), options
         self.cache_dir, self.device = Path(cache_dir), torch.device(device)
         self.dtype, self.vae_dtype = dtype, vae_dtype
+        self.text_cache_dir = self.cache_dir / "text" if text_cache_on_disk else None
         configs = check_model_dir(self.model_dir)
         self.model_key = hashlib.sha256("\0".join(
             [text_encoder_key(self.model_dir)]
@@ -169,7 +195,7 @@ class Preprocessor:
             self._components = parts
             self._prompt_encoder = PromptEncoder(
                 parts.tokenizer, lambda: load_text_encoder(self.model_dir, self.dtype),
-                TextEmbeddingCache(text_encoder_key(self.model_dir), self.cache_dir / "text"),
+                TextEmbeddingCache(text_encoder_key(self.model_dir), self.text_cache_dir),
                 device=self.device)
         return self._components, self._prompt_encoder
 
@@ -180,13 +206,13 @@ class Preprocessor:
                              .encode()).hexdigest()[:16]
         return self.cache_dir / clip_dir.name / f"{key}.safetensors"
 
-    def __call__(self, clip_dir: str | Path) -> ClipLatents:
-        """The clip's latents: loaded from the cache, or computed and stored."""
+    def ensure(self, clip_dir: str | Path) -> Path:
+        """The clip's cache file, computed and stored first when missing."""
         clip_dir = Path(clip_dir)
         path = self.cache_path(clip_dir)
         if path.is_file():
             self.loaded += 1
-            return ClipLatents.from_tensors(clip_dir.name, load_file(str(path)))
+            return path
         latents = self.compute(resize_paired_clip(read_paired_clip(clip_dir), self.options))
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
@@ -194,7 +220,11 @@ class Preprocessor:
                   metadata={"clip": clip_dir.name, "model": self.model_key})
         partial.replace(path)                   # never a half-written cache file
         self.computed += 1
-        return latents
+        return path
+
+    def __call__(self, clip_dir: str | Path) -> ClipLatents:
+        """The clip's latents: loaded from the cache, or computed and stored."""
+        return load_latents(self.ensure(clip_dir))
 
     @torch.no_grad()
     def compute(self, paired: PairedClip) -> ClipLatents:

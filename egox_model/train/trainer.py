@@ -1,7 +1,8 @@
 """`train`: LoRA fine-tuning of Wan 2.1 I2V on paired clips (what `egox train` runs).
 
 1. Preprocess every clip of the split once (`Preprocessor`: latents, text / CLIP embeddings,
-   GGA geometry into the cache; the main process first, the others then load).
+   GGA geometry into the cache; each process its share), then read each step's clip from its
+   cache file.
 2. Transformer in `dtype` (frozen) + a float32 LoRA (official targets and naming), GGA on
    attn1 at `gga_strength`, gradient checkpointing.
 3. AdamW on the LoRA, linear warm-up then the schedule, gradient clipping; accelerate wraps
@@ -32,7 +33,7 @@ from egox_model.generator.wan.pipeline import install_attn1_processor
 from egox_model.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from egox_model.train.config import TrainConfig
 from egox_model.train.objective import draw_step, flow_matching_loss, training_sigmas
-from egox_model.train.preprocess import ClipLatents, Preprocessor
+from egox_model.train.preprocess import CachedClips, Preprocessor
 
 __all__ = ["TrainResult", "lr_factor", "preprocess_split", "train"]
 
@@ -75,10 +76,14 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def preprocess_split(config: TrainConfig, device: torch.device
-                     ) -> tuple[list[ClipLatents], dict]:
-    """The cached `ClipLatents` of every clip of the split (computing missing ones) and the
-    cache counters."""
+def preprocess_split(config: TrainConfig, device: torch.device, *,
+                     shard: tuple[int, int] = (0, 1)) -> tuple[CachedClips, dict]:
+    """The split's clips as cache files (`CachedClips`) and the cache counters.
+
+    shard (rank, processes): this process computes the missing entries of clips rank,
+    rank + processes, ... only (the others are another process's); wait for every process
+    before loading them all.
+    """
     root = Path(config.data.root).expanduser()
     if not config.data.root:
         raise ConfigError("give the paired-clip dataset root", key="data.root", value="")
@@ -88,12 +93,16 @@ def preprocess_split(config: TrainConfig, device: torch.device
                           key="data.split", value=config.data.split)
     cache_dir = (Path(config.data.cache_dir).expanduser() if config.data.cache_dir
                  else root / "cache")
+    rank, processes = shard
     pre = Preprocessor(Path(config.model_dir).expanduser(), config.data, cache_dir, device,
                        dtype=resolve_dtype(config.dtype),
-                       vae_dtype=resolve_dtype(config.vae_dtype))
-    latents = [pre(d) for d in dirs]
-    return latents, {"clips": len(dirs), "computed": pre.computed, "loaded": pre.loaded,
-                     "dir": str(cache_dir)}
+                       vae_dtype=resolve_dtype(config.vae_dtype),
+                       text_cache_on_disk=processes == 1)
+    for clip_dir in dirs[rank::processes]:
+        pre.ensure(clip_dir)
+    return (CachedClips([pre.cache_path(d) for d in dirs]),
+            {"clips": len(dirs), "computed": pre.computed, "loaded": pre.loaded,
+             "dir": str(cache_dir)})
 
 
 def _mean(values: list[float]) -> float | None:
@@ -171,8 +180,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
     scheduler_config = check_model_dir(model_dir)["scheduler"]
 
     # 1. Preprocessing cache
-    with accelerator.main_process_first():
-        clips, cache = preprocess_split(config, device)
+    clips, cache = preprocess_split(
+        config, device, shard=(accelerator.process_index, accelerator.num_processes))
+    accelerator.wait_for_everyone()
     gc.collect()                                  # the encoders are gone: free their memory
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -202,6 +212,7 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
     sigmas = training_sigmas(scheduler_config)
     dtype = resolve_dtype(config.dtype)
     losses: list[float] = []
+    geometry_of = None
     bar = tqdm(total=steps, initial=start, desc="train", unit="step",
                disable=not (progress and main))
     for step in range(start, end):
@@ -209,9 +220,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
         draw = draw_step(config.seed, draw_index, accelerator.process_index, len(clips), sigmas,
                          lambda i: clips[i].ego_latents.shape)
         latents = clips[draw.clip_index]
-        if processor is not None:
+        if processor is not None and latents is not geometry_of:   # tables built per clip
             processor.set_geometry(None if latents.geometry is None
                                    else latents.geometry.to(device))
+            geometry_of = latents
         lr = optimizer.param_groups[0]["lr"]
         with accelerator.autocast():
             loss = flow_matching_loss(model, latents, draw.sigma, draw.noise,
