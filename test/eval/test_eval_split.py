@@ -18,7 +18,7 @@ from egox_model.cli import app
 from egox_model.config import from_flat
 from egox_model.data import PairedClip, read_paired_clip, write_paired_clip, write_splits
 from egox_model.data.synthetic import synthetic_paired_clip
-from egox_model.errors import InputError
+from egox_model.errors import ConfigError, InputError
 from egox_model.eval.fvd import fvd, load_video_features
 from egox_model.eval.lpips import LPIPS
 from egox_model.eval.metrics import psnr, ssim
@@ -167,18 +167,28 @@ def test_prediction_folders_identical_and_shifted(setup, tmp_path):
     assert "| same | inf | 1.000 | 0.000 | 1.000 | 0.00 | 1.000 | 0.00 |" in markdown
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--ablations", "no_gga,bogus"], "unknown ablation"),
-    (["--lpips-dir", "/nonexistent"], "missing: alexnet"),
-    (["--split", "nosuch"], "has no split 'nosuch'"),
+@pytest.mark.parametrize("args,error,message", [
+    (["--ablations", "no_gga,bogus"], InputError, "unknown ablation"),
+    (["--split", "nosuch"], InputError, "has no split 'nosuch'"),
+    (["--predictions", "/nonexistent"], InputError, "'/nonexistent' does not exist"),
+    (["--predictions", "/tmp", "--wan.seed", "3"], ConfigError, "do nothing when scoring"),
 ])
-def test_user_errors_are_one_line_and_exit_2(setup, tmp_path, args, message):
+def test_user_errors_name_the_flag(setup, tmp_path, args, error, message):
+    root, _, _ = setup
+    result = CliRunner().invoke(app, ["eval", "split", str(root), "--out", str(tmp_path),
+                                      *args])
+    assert isinstance(result.exception, error) and message in str(result.exception)
+
+
+def test_a_missing_backbone_is_one_line_and_exit_2(setup, tmp_path):
     root, _, _ = setup
     proc = subprocess.run([sys.executable, "-c", "from egox_model.cli import main; main()",
-                           "eval", "split", str(root), "--out", str(tmp_path), *args],
-                          capture_output=True, text=True, timeout=120)
+                           "eval", "split", str(root), "--out", str(tmp_path),
+                           "--lpips-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert message in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.strip().count("\n") == 0
+    assert "missing: alexnet*.pth, alex.pth" in proc.stderr
 
 
 def test_wan_ablation_rows_use_the_generator_switches(tmp_path):
