@@ -278,7 +278,8 @@ def test_gpu_tasks_on_a_cpu_cluster_are_refused(bags, local_ray):
     _, _, _, params, _ = bags
     cfg = load_config(params, "egox", {})
     assert default_gpus_per_task(cfg) == 0.0
-    wan = {"backend": "wan", "wan.model_dir": "/nonexistent"}
+    # the module's clips overlap by 2 frames; wan continues only from 4m+1 (stride 4: 1)
+    wan = {"backend": "wan", "wan.model_dir": "/nonexistent", "clip_stride": 4}
     assert default_gpus_per_task(load_config(params, "egox", wan)) == 1.0
     assert default_gpus_per_task(load_config(params, "egox", {**wan, "wan.device": "cpu"})) == 0
     assert isinstance(cfg, EgoxConfig)
