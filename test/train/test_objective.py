@@ -66,24 +66,18 @@ def test_draws_depend_on_seed_step_process_only():
     assert all(not torch.equal(o.noise, a.noise) for o in others)
 
 
-def test_gga_training_kernels_gradients():
+def test_gga_training_kernels_gradients(setup):
     """LoRA gradients through GGA (strength 3, tiny model, real clip geometry): 'chunked',
     the training default, equals 'dense' (the N x N reference)."""
-    import tempfile
-    from pathlib import Path
-
-    from egox_model.data.synthetic import write_synthetic_dataset
-    from egox_model.generator.wan.tiny import save_tiny_model_dir
-    from egox_model.train.smoke import SMOKE_SCENE, smoke_config
+    from egox_model.train.smoke import smoke_config
     from egox_model.train.trainer import _lora_model, preprocess_split
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_tiny_model_dir(Path(tmp) / "model")
-        write_synthetic_dataset(Path(tmp) / "data", [0], config=SMOKE_SCENE)
-        config = replace(smoke_config(model_dir, Path(tmp) / "data"), gga_strength=3.0)
-        (clip,), _ = preprocess_split(config, torch.device("cpu"))
-        torch.manual_seed(0)
-        model, _ = _lora_model(config, model_dir)
+    root, model_dir, data = setup
+    config = replace(smoke_config(model_dir, data), gga_strength=3.0)
+    config = replace(config, data=replace(config.data, cache_dir=str(root / "cache_gga")))
+    clip = preprocess_split(config, torch.device("cpu"))[0][0]
+    torch.manual_seed(0)
+    model, _ = _lora_model(config, model_dir)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

@@ -8,20 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from egox_model.data.synthetic import write_synthetic_dataset
 from egox_model.generator.wan.lora import load_lora
-from egox_model.generator.wan.tiny import TINY_TRANSFORMER, save_tiny_model_dir
+from egox_model.generator.wan.tiny import TINY_TRANSFORMER
 from egox_model.train.objective import training_sigmas
 from egox_model.train.smoke import SMOKE_SCENE, smoke_config
 from egox_model.train.trainer import lr_factor, preprocess_split, train
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    model_dir = save_tiny_model_dir(root / "model")
-    write_synthetic_dataset(root / "data", [0, 1], config=SMOKE_SCENE)
-    return root, model_dir, root / "data"
 
 
 def _losses(out):
@@ -95,11 +86,14 @@ def test_cache_is_reused(setup, monkeypatch):
     assert lat.exo_latents.shape == (16, 2, 4, 6) and lat.ego_latents.shape == (16, 2, 4, 4)
     assert lat.geometry.exo_points.shape == (2, 2, 3, 3)
     assert lat.image_embeds.shape[-1] == TINY_TRANSFORMER["image_dim"]
-    # another resolution is another cache entry
-    other = replace(config, data=replace(config.data, ego_width=48))
+    # another resolution or mask layout is another cache entry
     monkeypatch.undo()
-    _, stats = preprocess_split(other, torch.device("cpu"))
-    assert stats["computed"] == 2
+    for data_options in (replace(config.data, ego_width=48),
+                         replace(config.data, mask_layout="exo")):
+        other, _ = preprocess_split(replace(config, data=data_options), torch.device("cpu"),
+                                    shard=(0, 2))        # computes clip 0 only
+        assert other.paths[0].is_file() and other.paths[0] not in first.paths
+        assert not other.paths[1].exists()
 
 
 def test_lr_schedule():
