@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from egox_model.config import check_settings, group, setting
-from egox_model.errors import ConfigError
+from egox_model.errors import ConfigError, InputError
 from egox_model.generator.wan.config import CLIP_IMAGE_CHOICES, DTYPES, MASK_LAYOUTS
 from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, check_num_frames
 
@@ -39,7 +39,10 @@ class DataOptions:
 
     def __post_init__(self) -> None:
         check_settings(self)
-        check_num_frames(self.frames)
+        try:
+            check_num_frames(self.frames)
+        except InputError as err:
+            raise ConfigError(str(err), key="frames", value=self.frames) from err
         for key in ("height", "exo_width", "ego_width"):
             if getattr(self, key) % PIXELS_PER_TOKEN:
                 raise ConfigError(f"must be a multiple of {PIXELS_PER_TOKEN}", key=key,

@@ -180,3 +180,31 @@ def test_lora_model_setup(setup):
     assert not any(isinstance(v, GGAAttnProcessor) for k, v in model.attn_processors.items()
                    if "attn2" in k)
     assert model.gradient_checkpointing and model.training
+
+
+@pytest.mark.parametrize("flags, match", [
+    ({"data.frames": 6}, "parameter data.frames=6: .*4k\\+1"),
+    ({"data.height": 40}, "parameter data.height=40: must be a multiple of 16"),
+    ({"gga_kernel": "split"}, "gga_kernel"),
+    ({"optim.lr": 0}, "optim.lr"),
+])
+def test_config_errors(flags, match):
+    from egox_model.config import from_flat
+    from egox_model.errors import ConfigError
+    from egox_model.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=match):
+        from_flat(TrainConfig, flags)
+
+
+def test_train_refuses_missing_inputs(setup, tmp_path):
+    from egox_model.errors import ConfigError, InputError
+
+    _, model_dir, data = setup
+    with pytest.raises(ConfigError, match="model_dir"):
+        train(replace(smoke_config(model_dir, data), model_dir=""), tmp_path)
+    config = smoke_config(model_dir, data)
+    with pytest.raises(ConfigError, match="data.split"):
+        train(replace(config, data=replace(config.data, split="val")), tmp_path)
+    with pytest.raises(InputError, match="uses 9 .*data.frames"):
+        train(replace(config, data=replace(config.data, frames=9)), tmp_path)
