@@ -210,8 +210,10 @@ def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], uvz: torch.Tensor
     tri = (padded[ids].view(num_views, -1)
            + torch.arange(num_views, device=P.device)[:, None] * rows)      # (V, 3M)
     corners = uvz.view(-1, 3).index_select(0, tri.view(-1)).view(-1, 3, 3)  # (VM, vertex, uvz)
-    low, high = corners.amin(1), corners.amax(1)                            # (VM, 3)
-    first = (low[:, :2] - _PIXEL_EPS).ceil().clamp_min_(0)
+    c0, c1, c2 = corners.unbind(1)                                          # (VM, 3) each
+    low = torch.minimum(torch.minimum(c0, c1), c2)
+    high = torch.maximum(torch.maximum(c0, c1), c2)
+    first = (low[:, :2] - _PIXEL_EPS).ceil_().clamp_min_(0)
     last = torch.minimum((high[:, :2] + _PIXEL_EPS).floor_(),
                          torch.tensor([width - 1.0, height - 1.0], device=P.device))
     extent = last.sub_(first).add_(1)                                       # (VM, 2)
@@ -219,7 +221,7 @@ def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], uvz: torch.Tensor
     count = ncols * nrows
     # Front-facing in this view as in the exo view (counter-clockwise in pixels), inside
     # the image, in front of the camera, not huge.
-    e1, e2 = corners[:, 1, :2] - corners[:, 0, :2], corners[:, 2, :2] - corners[:, 0, :2]
+    e1, e2 = c1[:, :2] - c0[:, :2], c2[:, :2] - c0[:, :2]
     area2 = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     drawn = ((area2 > 0) & (low[:, 2] > 0) & (ncols > 0) & (nrows > 0)
              & (count <= _MAX_FACE_PX)).nonzero()[:, 0]                    # NaN: False
@@ -228,15 +230,16 @@ def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], uvz: torch.Tensor
     per_view = corners.shape[0] // num_views
     view = drawn // per_view
     face_id = (ids[:, :, None] * chunk + torch.arange(chunk, device=P.device)).view(-1)[drawn]
-    box = torch.cat((first, extent, count[:, None]), 1).index_select(0, drawn).long()
-    count, ncols = box[:, 4], box[:, 2]
+    first = first.index_select(0, drawn).long()
+    ncols = ncols.index_select(0, drawn).long()
+    count = count.index_select(0, drawn).long()
     local = corners.index_select(0, drawn)                                  # (D, 3, 3)
     # Barycentric planes relative to the box corner (col0, row0): small, exact offsets.
-    A0, B0, C0, A1, B1, C1 = _edge_coefficients(local[..., 0] - box[:, :1],
-                                                local[..., 1] - box[:, 1:2])
+    A0, B0, C0, A1, B1, C1 = _edge_coefficients(local[..., 0] - first[:, :1],
+                                                local[..., 1] - first[:, 1:])
     d0, d1, d2 = local[..., 2].reciprocal().unbind(-1)
     plane = torch.stack((A0, B0, C0, A1, B1, C1, d0 - d2, d1 - d2, d2), -1)  # (D, 9)
-    base = view * zbuf.shape[1] + box[:, 1] * cols + box[:, 0]
+    base = view * zbuf.shape[1] + first[:, 1] * cols + first[:, 0]
     # One candidate per pixel centre of each box.
     which = torch.repeat_interleave(torch.arange(len(drawn), device=P.device), count)
     start = torch.cumsum(count, 0) - count
