@@ -25,6 +25,8 @@ class DataOptions:
 
     root: str = setting("", "paired-clip dataset root (docs/training.md; required)")
     split: str = setting("train", "split of ROOT/splits.json to train on")
+    val_split: str = setting("", "split whose loss is measured every val_every steps ('' = "
+                             "none; e.g. 'val')")
     cache_dir: str = setting("", "preprocessing cache ('' = ROOT/cache): latents, text and "
                              "CLIP embeddings, GGA token geometry, one file per clip")
     frames: int = setting(49, "frames per clip (4k+1; the first ones are used)", low=1)
@@ -102,6 +104,10 @@ class TrainConfig:
                              choices=DTYPES)
     gradient_checkpointing: bool = setting(True, "recompute each block's activations in "
                                            "the backward pass")
+    val_every: int = setting(0, "measure the val_split loss every N steps and at the end "
+                             "(0 = never): mean over its clips of val_draws fixed draws each",
+                             low=0)
+    val_draws: int = setting(4, "fixed (sigma, noise) draws per validation clip", low=1)
     save_every: int = setting(500, "write a resumable checkpoint every N steps (and at the "
                               "end)", low=1)
     keep_checkpoints: int = setting(2, "newest checkpoints kept (0 = all)", low=0)

@@ -19,7 +19,8 @@ from egox_model.generator.wan.conditioning import build_condition, condition_mas
 from egox_model.generator.wan.text_cache import TEXT_LENGTH
 from egox_model.train.preprocess import ClipLatents
 
-__all__ = ["StepDraw", "draw_step", "flow_matching_loss", "training_sigmas"]
+__all__ = ["StepDraw", "draw_step", "flow_matching_loss", "training_sigmas",
+           "validation_draws"]
 
 
 def training_sigmas(scheduler_config: dict, num_train_timesteps: int = 1000) -> torch.Tensor:
@@ -49,6 +50,16 @@ def draw_step(seed: int, step: int, process: int, num_clips: int, sigmas: torch.
     sigma = float(sigmas[int(torch.randint(len(sigmas), (), generator=generator))])
     noise = torch.randn(latent_shape_of(clip_index), generator=generator)
     return StepDraw(clip_index, sigma, noise)
+
+
+def validation_draws(seed: int, clip_index: int, count: int, sigmas: torch.Tensor,
+                     shape: tuple[int, ...]) -> list[tuple[float, torch.Tensor]]:
+    """`count` fixed (sigma, noise) draws of validation clip `clip_index`: sigmas at evenly
+    spaced quantiles of the training sigmas, noise seeded by (seed, clip_index), so every
+    validation sees the same draws and its loss moves only with the weights."""
+    generator = torch.Generator().manual_seed(2**40 + seed * 1_000_003 + clip_index)
+    picks = ((torch.arange(count) + 0.5) / count * len(sigmas)).long()
+    return [(float(sigmas[i]), torch.randn(shape, generator=generator)) for i in picks]
 
 
 def _pad_text(embeds: torch.Tensor) -> torch.Tensor:

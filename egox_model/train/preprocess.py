@@ -42,9 +42,12 @@ from egox_model.geometry.tokens import TokenGeometry, token_geometry
 from egox_model.prior import render_ego_prior
 from egox_model.train.config import DataOptions
 
-__all__ = ["CachedClips", "ClipLatents", "Preprocessor", "load_latents", "resize_paired_clip"]
+__all__ = ["KEY_OPTIONS", "CachedClips", "ClipLatents", "Preprocessor", "load_latents",
+           "resize_paired_clip"]
 
 _GEOMETRY = ("ego_dirs", "ego_centers", "exo_points")
+#: The `DataOptions` that change what preprocessing computes (and so enter the cache key).
+KEY_OPTIONS = ("frames", "height", "exo_width", "ego_width", "clip_image")
 
 
 @dataclass
@@ -201,7 +204,7 @@ class Preprocessor:
 
     def cache_path(self, clip_dir: Path) -> Path:
         """Where the cache file of `clip_dir` lives (it may not exist yet)."""
-        options = json.dumps(self.options.__dict__, sort_keys=True)
+        options = json.dumps({k: getattr(self.options, k) for k in KEY_OPTIONS})
         key = hashlib.sha256(f"{_files_digest(clip_dir)}\0{self.model_key}\0{options}"
                              .encode()).hexdigest()[:16]
         return self.cache_dir / clip_dir.name / f"{key}.safetensors"

@@ -11,6 +11,8 @@
    continues the same loss curve; one JSON line per step in OUT/metrics.jsonl, TensorBoard
    scalars in OUT/tensorboard, a tqdm bar, checkpoints in OUT/checkpoints, and the LoRA in
    the official format at OUT/pytorch_lora_weights.safetensors (wan.lora_path loads it).
+   With `data.val_split` and `val_every`, the step's record also holds `val_loss`, the mean
+   loss over the validation clips' fixed draws.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import gc
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,10 +34,15 @@ from egox_model.generator.wan.lora import ADAPTER, add_lora, save_lora
 from egox_model.generator.wan.pipeline import install_attn1_processor
 from egox_model.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from egox_model.train.config import TrainConfig
-from egox_model.train.objective import draw_step, flow_matching_loss, training_sigmas
+from egox_model.train.objective import (draw_step, flow_matching_loss, training_sigmas,
+                                        validation_draws)
 from egox_model.train.preprocess import CachedClips, Preprocessor
 
-__all__ = ["TrainResult", "lr_factor", "preprocess_split", "train"]
+__all__ = ["TrainResult", "lr_factor", "preprocess_split", "train", "validation_loss"]
+
+#: metrics.jsonl key -> TensorBoard tag.
+_TENSORBOARD_TAGS = {"loss": "train/loss", "lr": "train/lr", "grad_norm": "train/grad_norm",
+                     "val_loss": "val/loss"}
 
 
 @dataclass
@@ -157,6 +164,30 @@ def _metrics_file(path: Path, start: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, clips: CachedClips, config: TrainConfig,
+                    sigmas: torch.Tensor, processor: GGAAttnProcessor | None,
+                    accelerator) -> float:
+    """Mean loss over the validation clips' fixed draws (`validation_draws`); each process
+    takes every n-th clip, the sums are reduced over the processes."""
+    device, dtype = accelerator.device, resolve_dtype(config.dtype)
+    total = torch.zeros(2, device=device, dtype=torch.float64)
+    for index in range(accelerator.process_index, len(clips), accelerator.num_processes):
+        latents = clips[index]
+        if processor is not None:
+            processor.set_geometry(None if latents.geometry is None
+                                   else latents.geometry.to(device))
+        for sigma, noise in validation_draws(config.seed, index, config.val_draws, sigmas,
+                                             tuple(latents.ego_latents.shape)):
+            with accelerator.autocast():
+                total[0] += flow_matching_loss(model, latents, sigma, noise,
+                                               mask_layout=config.data.mask_layout,
+                                               device=device, dtype=dtype).double()
+            total[1] += 1
+    total = accelerator.reduce(total, "sum")
+    return float(total[0] / total[1])
+
+
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
           progress: bool = True, stop_after: int | None = None) -> TrainResult:
     """Train the LoRA of `config` into `out_dir` (module docstring).
@@ -180,8 +211,13 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
     scheduler_config = check_model_dir(model_dir)["scheduler"]
 
     # 1. Preprocessing cache
-    clips, cache = preprocess_split(
-        config, device, shard=(accelerator.process_index, accelerator.num_processes))
+    shard = (accelerator.process_index, accelerator.num_processes)
+    clips, cache = preprocess_split(config, device, shard=shard)
+    val_clips = None
+    if config.data.val_split and config.val_every:
+        val_clips, _ = preprocess_split(
+            replace(config, data=replace(config.data, split=config.data.val_split)), device,
+            shard=shard)
     accelerator.wait_for_everyone()
     gc.collect()                                  # the encoders are gone: free their memory
     if device.type == "cuda":
@@ -237,18 +273,21 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = True,
         optimizer.zero_grad(set_to_none=True)
         value = float(accelerator.reduce(loss.detach(), "mean"))
         losses.append(value)
+        done = step + 1
+        record = {"step": step, "loss": value, "lr": lr, "grad_norm": grad_norm,
+                  "sigma": draw.sigma, "clip": latents.name}
+        if val_clips is not None and (done % config.val_every == 0 or done == steps):
+            record["val_loss"] = validation_loss(accelerator.unwrap_model(model), val_clips,
+                                                 config, sigmas, processor, accelerator)
+            geometry_of = None                 # validation set other clips' geometry
         if main:
-            record = {"step": step, "loss": value, "lr": lr, "grad_norm": grad_norm,
-                      "sigma": draw.sigma, "clip": latents.name}
             with metrics_path.open("a") as handle:
                 handle.write(json.dumps(record) + "\n")
-            writer.add_scalar("train/loss", value, step)
-            writer.add_scalar("train/lr", lr, step)
-            if grad_norm is not None:
-                writer.add_scalar("train/grad_norm", grad_norm, step)
+            for key, tag in _TENSORBOARD_TAGS.items():
+                if record.get(key) is not None:
+                    writer.add_scalar(tag, record[key], step)
         bar.set_postfix(loss=f"{value:.4f}")
         bar.update()
-        done = step + 1
         if done % config.save_every == 0 or done == end:
             accelerator.wait_for_everyone()
             if main:

@@ -44,10 +44,13 @@ def test_smoke_test_lowers_loss(tmp_path):
 
 
 def test_resume_continues_the_same_curve(setup, tmp_path):
-    """Stopped after step 7 (checkpoint at 5 and 7) and resumed: the same losses, LR and
-    LoRA weights as an uninterrupted run; fresh draws, two clips, GGA on."""
+    """Stopped after step 7 (checkpoint at 5 and 7) and resumed: the same losses, LR,
+    validation losses (steps 5, 10, 12) and LoRA weights as an uninterrupted run; fresh
+    draws, two clips, GGA on."""
     _, model_dir, data = setup
-    config = replace(smoke_config(model_dir, data, steps=12), overfit_draws=0, save_every=5)
+    config = replace(smoke_config(model_dir, data, steps=12), overfit_draws=0, save_every=5,
+                     val_every=5)
+    config = replace(config, data=replace(config.data, val_split="val"))
     whole = train(config, tmp_path / "whole", progress=False)
     part = train(config, tmp_path / "cut", progress=False, stop_after=7)
     assert part.steps == 7 and sorted(p.name for p in (tmp_path / "cut/checkpoints").iterdir()) \
@@ -59,6 +62,9 @@ def test_resume_continues_the_same_curve(setup, tmp_path):
     for ra, rb in zip(a, b):
         assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5, abs=1e-6)
         assert (rb["lr"], rb["clip"], rb["sigma"]) == (ra["lr"], ra["clip"], ra["sigma"])
+        assert ("val_loss" in rb) == ("val_loss" in ra) == (ra["step"] in (4, 9, 11))
+        if "val_loss" in ra:
+            assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
     assert len({r["clip"] for r in a}) == 2
     wa = load_file(str(whole.lora_path))
     wb = load_file(str(tmp_path / "cut/pytorch_lora_weights.safetensors"))
@@ -74,6 +80,9 @@ def test_cache_is_reused(setup, monkeypatch):
     config = replace(smoke_config(model_dir, data), data=replace(
         smoke_config(model_dir, data).data, cache_dir=str(root / "cache_test")))
     first, stats = preprocess_split(config, torch.device("cpu"))
+    same = replace(config.data, mask_layout="exo", val_split="val", split="train")
+    assert preprocess_split(replace(config, data=same), torch.device("cpu"))[0].paths == \
+        first.paths                     # options preprocessing does not use share the entry
     assert stats["computed"] == 2 and stats["loaded"] == 0
     import egox_model.train.preprocess as pre
 
@@ -90,10 +99,10 @@ def test_cache_is_reused(setup, monkeypatch):
     assert lat.exo_latents.shape == (16, 2, 4, 6) and lat.ego_latents.shape == (16, 2, 4, 4)
     assert lat.geometry.exo_points.shape == (2, 2, 3, 3)
     assert lat.image_embeds.shape[-1] == TINY_TRANSFORMER["image_dim"]
-    # another resolution or mask layout is another cache entry
+    # another resolution or CLIP image is another cache entry
     monkeypatch.undo()
     for data_options in (replace(config.data, ego_width=48),
-                         replace(config.data, mask_layout="exo")):
+                         replace(config.data, clip_image="official")):
         other, _ = preprocess_split(replace(config, data=data_options), torch.device("cpu"),
                                     shard=(0, 2))        # computes clip 0 only
         assert other.paths[0].is_file() and other.paths[0] not in first.paths
@@ -204,7 +213,7 @@ def test_train_refuses_missing_inputs(setup, tmp_path):
     with pytest.raises(ConfigError, match="model_dir"):
         train(replace(smoke_config(model_dir, data), model_dir=""), tmp_path)
     config = smoke_config(model_dir, data)
-    with pytest.raises(ConfigError, match="data.split"):
-        train(replace(config, data=replace(config.data, split="val")), tmp_path)
+    with pytest.raises(InputError, match="no split 'test'"):
+        train(replace(config, data=replace(config.data, split="test")), tmp_path)
     with pytest.raises(InputError, match="uses 9 .*data.frames"):
         train(replace(config, data=replace(config.data, frames=9)), tmp_path)
