@@ -23,18 +23,22 @@ def scene():
     return render_scene(SceneConfig(num_frames=5, exo_size=(32, 48), ego_size=(32, 16)))
 
 
-def _write_release(root, scene, *, depth_scale=1):
-    """The release's files for one take; ego videos stored rotated by 90 degrees."""
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, scene):
+    """The release's files for one take (ego videos stored rotated by 90 degrees), depth at
+    full size under ROOT and at half size under ROOT/half."""
+    root = tmp_path_factory.mktemp("release")
     videos = root / "videos" / "take_1"
     videos.mkdir(parents=True)
     write_video(videos / "exo.mp4", scene.exo_rgb, scene.fps)
     write_video(videos / "ego.mp4", np.rot90(scene.ego_rgb, -1, axes=(1, 2)).copy(), scene.fps)
     write_video(videos / "ego_Prior.mp4", np.rot90(scene.ego_rgb[..., ::-1], -1,
                                                    axes=(1, 2)).copy(), scene.fps)
-    depth_dir = root / "depth_maps" / "take_1"
-    depth_dir.mkdir(parents=True)
-    for f, depth in enumerate(scene.exo_depth_m):
-        np.save(depth_dir / f"{f:05d}.npy", depth[::depth_scale, ::depth_scale])
+    for data_root, step in ((root, 1), (root / "half", 2)):
+        depth_dir = data_root / "depth_maps" / "take_1"
+        depth_dir.mkdir(parents=True)
+        for f, depth in enumerate(scene.exo_depth_m):
+            np.save(depth_dir / f"{f:05d}.npy", depth[::step, ::step])
     meta = {"take_1/ego.mp4": {
         "exo_video_path": "videos/take_1/exo.mp4", "ego_video_path": "videos/take_1/ego.mp4",
         "ego_prior_path": "videos/take_1/ego_Prior.mp4", "prompt": "a table",
@@ -46,9 +50,8 @@ def _write_release(root, scene, *, depth_scale=1):
     return root / "meta.json"
 
 
-def test_official_round_trip(tmp_path, scene):
-    meta = _write_release(tmp_path / "release", scene)
-    names = import_official(meta, tmp_path / "ds", ego_rotation_k=1)
+def test_official_round_trip(tmp_path, scene, release):
+    names = import_official(release, tmp_path / "ds", ego_rotation_k=1)
     assert names == ["ego"] and read_splits(tmp_path / "ds") == {"train": ["ego"]}
     paired = read_paired_clip(tmp_path / "ds" / "clips" / "ego")
     clip = paired.clip
@@ -63,14 +66,18 @@ def test_official_round_trip(tmp_path, scene):
     assert _psnr(clip.exo_rgb, scene.exo_rgb) > 30
 
 
-def test_official_depth_resized_and_errors(tmp_path, scene):
-    meta = _write_release(tmp_path / "release", scene, depth_scale=2)
-    import_official(meta, tmp_path / "ds", ego_rotation_k=1, max_frames=3, split="val")
+def test_official_depth_resized_and_errors(tmp_path, scene, release):
+    """Half-size depth maps (another --data-root) are resized nearest-neighbour; max_frames
+    and the split name apply; an entry without ego_intrinsics is refused by name."""
+    import_official(release, tmp_path / "ds", data_root=release.parent / "half",
+                    ego_rotation_k=1, max_frames=3, split="val")
+    assert read_splits(tmp_path / "ds") == {"val": ["ego"]}
     clip = read_paired_clip(tmp_path / "ds" / "clips" / "ego").clip
     assert clip.num_frames == 3 and clip.exo_depth_m.shape == (3, 32, 48)
     np.testing.assert_array_equal(clip.exo_depth_m[:, ::2, ::2], scene.exo_depth_m[:3, ::2, ::2])
-    entry = json.loads(meta.read_text())
+    entry = json.loads(release.read_text())
     del next(iter(entry.values()))["ego_intrinsics"]
-    meta.write_text(json.dumps(entry))
+    broken = tmp_path / "meta.json"
+    broken.write_text(json.dumps(entry))
     with pytest.raises(InputError, match="lacks \\['ego_intrinsics'\\]"):
-        import_official(meta, tmp_path / "ds2")
+        import_official(broken, tmp_path / "ds2", base_dir=release.parent)
