@@ -191,7 +191,7 @@ class Preprocessor:
     def _load(self) -> tuple[WanComponents, PromptEncoder]:
         if self._components is None:
             parts = load_components(self.model_dir, dtype=self.dtype, vae_dtype=self.vae_dtype,
-                                    text_encoder=False)
+                                    text_encoder=False, transformer=False)
             parts.vae.to(self.device)
             if parts.image_encoder is not None:
                 parts.image_encoder.to(self.device)

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from egox_model.data.format import clip_dirs
-from egox_model.errors import ConfigError, ModelLoadError
+from egox_model.errors import ConfigError
 from egox_model.generator.gga import GGAAttnProcessor, GGAConfig
 from egox_model.generator.wan.backend import resolve_device
-from egox_model.generator.wan.loading import check_model_dir, resolve_dtype
+from egox_model.generator.wan.loading import check_model_dir, load_transformer, resolve_dtype
 from egox_model.generator.wan.lora import ADAPTER, add_lora, save_lora
 from egox_model.generator.wan.pipeline import install_attn1_processor
 from egox_model.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -116,23 +116,10 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _load_transformer(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
-    """The frozen transformer of a checked model directory, in `dtype`."""
-    from diffusers import WanTransformer3DModel
-
-    try:
-        model = WanTransformer3DModel.from_pretrained(str(model_dir / "transformer"),
-                                                      torch_dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise ModelLoadError(f"cannot load transformer from {model_dir / 'transformer'}: "
-                             f"{err}") from err
-    return model.requires_grad_(False)
-
-
 def _lora_model(config: TrainConfig, model_dir: Path) -> tuple[torch.nn.Module,
                                                                GGAAttnProcessor | None]:
     """Frozen transformer + float32 LoRA, GGA on attn1, gradient checkpointing."""
-    transformer = _load_transformer(model_dir, resolve_dtype(config.dtype))
+    transformer = load_transformer(model_dir, resolve_dtype(config.dtype))
     add_lora(transformer, rank=config.lora.rank, alpha=config.lora.alpha)
     for name, param in transformer.named_parameters():
         if f".{ADAPTER}." in name or name.endswith(f".{ADAPTER}"):

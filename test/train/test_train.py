@@ -74,22 +74,29 @@ def test_resume_continues_the_same_curve(setup, tmp_path):
     assert whole.first_loss == a[0]["loss"] and whole.last_loss == a[-1]["loss"]
 
 
+def _fail(*args, **kwargs):
+    raise AssertionError("loaded or computed what it must not")
+
+
 def test_cache_is_reused(setup, monkeypatch):
-    """A second preprocessing loads every clip from the cache and never touches the VAE."""
+    """Preprocessing loads the encoders but not the transformer; a second one loads every
+    clip from the cache and never touches the VAE."""
+    import egox_model.generator.wan.loading as loading
+
     root, model_dir, data = setup
     config = replace(smoke_config(model_dir, data), data=replace(
         smoke_config(model_dir, data).data, cache_dir=str(root / "cache_test")))
-    first, stats = preprocess_split(config, torch.device("cpu"))
+    with monkeypatch.context() as patch:
+        patch.setattr(loading, "load_transformer", _fail)
+        first, stats = preprocess_split(config, torch.device("cpu"))
     same = replace(config.data, mask_layout="exo", val_split="val", split="train")
     assert preprocess_split(replace(config, data=same), torch.device("cpu"))[0].paths == \
         first.paths                     # options preprocessing does not use share the entry
     assert stats["computed"] == 2 and stats["loaded"] == 0
     import egox_model.train.preprocess as pre
 
-    def fail(*args, **kwargs):
-        raise AssertionError("recomputed a cached clip")
-    monkeypatch.setattr(pre, "encode_video", fail)
-    monkeypatch.setattr(pre, "load_components", fail)
+    monkeypatch.setattr(pre, "encode_video", _fail)
+    monkeypatch.setattr(pre, "load_components", _fail)
     again, stats = preprocess_split(config, torch.device("cpu"))
     assert stats["computed"] == 0 and stats["loaded"] == 2
     for x, y in zip(first, again):

@@ -25,7 +25,8 @@ import torch
 from egox_model.errors import ModelLoadError
 
 __all__ = ["MASK_CHANNELS", "StepListScheduler", "WanComponents", "check_model_dir",
-           "load_components", "load_scheduler", "load_text_encoder", "resolve_dtype"]
+           "load_components", "load_scheduler", "load_text_encoder", "load_transformer",
+           "resolve_dtype"]
 
 #: Mask channels between the noise and the condition latent (= VAE temporal factor 4).
 MASK_CHANNELS = 4
@@ -45,9 +46,10 @@ _SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "UniPCMultistepScheduler")
 @dataclass
 class WanComponents:
     """The loaded modules. `text_encoder` may be None (unloaded; see WanConfig.keep_text_encoder);
-    `image_encoder`/`image_processor` are None for transformers without image_dim."""
+    `image_encoder`/`image_processor` are None for transformers without image_dim;
+    `transformer` is None when not asked for (`load_components(transformer=False)`)."""
 
-    transformer: torch.nn.Module
+    transformer: torch.nn.Module | None
     vae: torch.nn.Module
     scheduler: object
     tokenizer: object
@@ -217,6 +219,15 @@ def load_scheduler(model_dir: Path, flow_shift: float | None = None, *, kind: st
     return scheduler
 
 
+def load_transformer(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
+    """The WanTransformer3DModel of model_dir/transformer in `dtype`, frozen, in eval mode."""
+    from diffusers import WanTransformer3DModel
+
+    model = _load("transformer", WanTransformer3DModel.from_pretrained,
+                  Path(model_dir) / "transformer", torch_dtype=dtype)
+    return model.eval().requires_grad_(False)
+
+
 def load_text_encoder(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
     """The UMT5 text encoder (~11 GB in bf16 for Wan 14B) in eval mode."""
     from transformers import UMT5EncoderModel
@@ -228,23 +239,23 @@ def load_text_encoder(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
 
 def load_components(model_dir: Path, *, dtype: torch.dtype = torch.bfloat16,
                     vae_dtype: torch.dtype = torch.float32, flow_shift: float | None = None,
-                    text_encoder: bool = True, scheduler_options: dict | None = None
-                    ) -> WanComponents:
+                    text_encoder: bool = True, scheduler_options: dict | None = None,
+                    transformer: bool = True) -> WanComponents:
     """Check `model_dir` and load every component (weights on CPU; move them afterwards).
 
     dtype is for the transformer and text encoder; the VAE and image encoder use vae_dtype.
-    text_encoder=False leaves it unloaded (prompts then come from the embedding cache).
+    text_encoder=False leaves it unloaded (prompts then come from the embedding cache);
+    transformer=False too (training's preprocessing needs only the encoders).
     scheduler_options: keyword arguments of `load_scheduler` (kind, timesteps, ...).
     """
     model_dir = Path(model_dir)
     configs = check_model_dir(model_dir)          # before the heavy imports: fail fast
 
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan
     import transformers
     from transformers import AutoTokenizer, CLIPImageProcessor
 
-    transformer = _load("transformer", WanTransformer3DModel.from_pretrained,
-                        model_dir / "transformer", torch_dtype=dtype)
+    transformer = load_transformer(model_dir, dtype) if transformer else None
     vae = _load("vae", AutoencoderKLWan.from_pretrained, model_dir / "vae", torch_dtype=vae_dtype)
     tokenizer = _load("tokenizer", AutoTokenizer.from_pretrained, model_dir / "tokenizer")
     image_encoder = image_processor = None
@@ -260,7 +271,7 @@ def load_components(model_dir: Path, *, dtype: torch.dtype = torch.bfloat16,
         image_processor = _load("image_processor", CLIPImageProcessor.from_pretrained,
                                 model_dir / "image_processor")
     return WanComponents(
-        transformer=transformer.eval().requires_grad_(False),
+        transformer=transformer,
         vae=vae.eval().requires_grad_(False),
         scheduler=load_scheduler(model_dir, flow_shift, **(scheduler_options or {})),
         tokenizer=tokenizer,
