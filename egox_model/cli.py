@@ -260,25 +260,6 @@ def serve_command(settings: dict = None) -> None:
         server.stop()
 
 
-def _train_config() -> type:
-    from egox_model.train.config import TrainConfig
-    return TrainConfig
-
-
-@app.command("train")
-@with_settings(_train_config())
-def train_command(
-    out: Path = typer.Option(..., "--out", help="Output folder: metrics.jsonl, tensorboard/, "
-                                                "checkpoints/, pytorch_lora_weights.safetensors."),
-    smoke_test: bool = typer.Option(False, "--smoke-test",
-                                    help="Train the tiny random-weight model on synthetic "
-                                         "clips written under --out, on the CPU (< 1 min)."),
-    resume: bool = typer.Option(True, "--resume/--no-resume",
-                                help="Continue from the newest checkpoint in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
-    settings: dict = None,
-) -> None:
-    """LoRA fine-tuning of Wan 2.1 I2V on paired exo/ego clips (docs/training.md):
 data_app = typer.Typer(help="Paired exo/ego clip datasets for training and evaluation "
                             "(docs/training.md).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -330,6 +311,25 @@ def data_import_official(
     typer.echo(json.dumps({"root": str(out), "split": split, "clips": names}))
 
 
+def _train_config() -> type:
+    from egox_model.train.config import TrainConfig
+    return TrainConfig
+
+
+@app.command("train")
+@with_settings(_train_config())
+def train_command(
+    out: Path = typer.Option(..., "--out", help="Output folder: metrics.jsonl, tensorboard/, "
+                                                "checkpoints/, pytorch_lora_weights.safetensors."),
+    smoke_test: bool = typer.Option(False, "--smoke-test",
+                                    help="Train the tiny random-weight model on synthetic "
+                                         "clips written under --out, on the CPU (< 1 min)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Continue from the newest checkpoint in --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="tqdm progress bar."),
+    settings: dict = None,
+) -> None:
+    """LoRA fine-tuning of Wan 2.1 I2V on paired exo/ego clips (docs/training.md):
     `--model_dir DIR --data.root ROOT --out OUT`; multi-GPU under `accelerate launch`. Prints
     last one JSON object with first_loss and last_loss."""
     import json
