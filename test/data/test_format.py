@@ -78,3 +78,20 @@ def test_errors(tmp_path):
         read_paired_clip(tmp_path / "c")
     with pytest.raises(InputError, match="no meta.json"):
         read_paired_clip(tmp_path)
+
+
+def test_cli_data_synthetic(tmp_path):
+    """`egox data synthetic`: one JSON line; the clips and splits it names exist."""
+    from typer.testing import CliRunner
+
+    from egox_ros.cli import app
+
+    run = CliRunner().invoke(app, ["data", "synthetic", "--out", str(tmp_path), "--seeds", "1",
+                                   "--val-seeds", "1", "--frames", "2", "--exo-size", "16x32",
+                                   "--ego-size", "16x16"])
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary == {"root": str(tmp_path), "train": 1, "val": 1}
+    assert read_splits(tmp_path) == {"train": ["synthetic_00000"], "val": ["synthetic_00001"]}
+    assert read_paired_clip(tmp_path / "clips" / "synthetic_00001").clip.exo_rgb.shape == \
+        (2, 16, 32, 3)

@@ -94,7 +94,17 @@ def test_paired_clips_from_bag(tmp_path, scene):
 
 
 def test_missing_ego_topic(tmp_path, scene):
+    """A wrong ego topic is named: BagError from the API and from `egox paired-from-bag`
+    (which `egox`'s entry point turns into one line and exit status 2)."""
+    from typer.testing import CliRunner
+
+    from egox_ros.cli import app
+
     _write_bag(tmp_path / "walk", scene, ego_frames=set(range(10)))
     with pytest.raises(BagError, match="lacks the ego camera topic"):
         write_paired_from_bag(tmp_path / "walk", tmp_path / "ds", _config(scene),
                               ego_image_topic="/head/image")
+    run = CliRunner().invoke(app, ["paired-from-bag", str(tmp_path / "walk"),
+                                   str(tmp_path / "ds"), "--ego-image-topic", "/head/image",
+                                   "--clip_length", "5", "--clip_stride", "5"])
+    assert isinstance(run.exception, BagError) and "/head/image" in str(run.exception)
