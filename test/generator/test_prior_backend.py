@@ -44,8 +44,10 @@ def test_unknown_backend_lists_the_choices():
 def test_prior_settings_reach_the_backend(small_scene):
     clip = small_scene.to_clip()
     coarse = make_generator(from_flat(GeneratorConfig, {"prior.render.max_splat_level": 0,
+                                                        "prior.lift.mesh": False,
                                                         "prior.lift.frame_stride": 8}))
     assert coarse.prior_config.render.max_splat_level == 0
+    assert not coarse.prior_config.lift.mesh
     default = make_generator(GeneratorConfig()).generate(clip).prior
     points = coarse.generate(clip).prior
     assert points.mask.mean() < default.mask.mean()      # 1-pixel points leave gaps
