@@ -37,22 +37,22 @@ _EDGE_EPS = 1e-4                # barycentric slack: a pixel centre on an edge i
 _PIXEL_EPS = 1e-3               # pixel slack of the bounding boxes, for the same reason
 
 
-def _empty_key(num_points: int) -> int:
-    """Key of a pixel no point reached: depth +inf, point index `num_points` (a sentinel)."""
-    return (_INF_BITS << 32) | num_points
+def _empty_key(num_primitives: int) -> int:
+    """Key of a pixel nothing reached: depth +inf, index `num_primitives` (a sentinel)."""
+    return (_INF_BITS << 32) | num_primitives
 
 
 @dataclass(frozen=True)
 class RenderConfig:
-    """Point splatting at the ego poses."""
+    """Rendering at the ego poses (triangles; points and their splats)."""
 
     max_splat_level: int = setting(3, "points without triangles (lift.mesh false): the "
                                    "largest splat is 2^level pixels square (0 = 1-pixel "
                                    "points)", low=0, high=8)
     depth_tolerance: float = setting(0.05, "points without triangles: relative depth change "
-                                     "per pixel of distance still "
-                                     "counted as one surface; a splat covers a finer sample "
-                                     "only when closer than that", low=0.0, low_open=True)
+                                     "per pixel of distance still counted as one surface; a "
+                                     "splat covers a finer sample only when closer than that",
+                                     low=0.0, low_open=True)
     views_per_batch: int = setting(7, "ego views rasterised together (memory vs speed)",
                                    low=1)
 
