@@ -53,8 +53,8 @@ class RenderConfig:
                                      "per pixel of distance still counted as one surface; a "
                                      "splat covers a finer sample only when closer than that",
                                      low=0.0, low_open=True)
-    views_per_batch: int = setting(7, "ego views rasterised together (memory vs speed)",
-                                   low=1)
+    views_per_batch: int = setting(2, "ego views rasterised together (more: larger "
+                                   "intermediate tensors; 1-2 fastest on 2 CPU cores)", low=1)
 
     def __post_init__(self) -> None:
         check_settings(self)
