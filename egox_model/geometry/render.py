@@ -207,8 +207,9 @@ def _fused(fn):
             try:
                 return compiled(*args)
             except torch._dynamo.exc.BackendCompilerFailed as err:
-                warnings.warn(f"egox render: torch.compile failed ({err}); running op by op",
-                              RuntimeWarning, stacklevel=2)
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                warnings.warn(f"egox render: torch.compile failed ({reason}); running op by "
+                              f"op", RuntimeWarning, stacklevel=2)
                 state["eager"] = True
         return fn(*args)
 

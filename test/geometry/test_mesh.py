@@ -109,3 +109,26 @@ def test_flying_pixels_at_a_depth_step_are_not_lifted():
     tri_z = cloud.xyz[cloud.faces][..., 2]
     spread = (tri_z.amax(1) / tri_z.amin(1)).numpy()
     assert spread.max() < 1.06 ** 2
+
+
+def test_compiled_and_op_by_op_triangle_renders_agree(monkeypatch):
+    from egox_model.geometry import render
+
+    v, u = np.mgrid[0:64, 0:96]
+    depth = (2.0 + 0.3 * np.sin(u / 9.0) + 0.2 * np.cos(v / 7.0)).astype(np.float32)[None]
+    depth[:, 20:40, 30:50] = 1.2                          # a box in front: depth edges
+    rgb = np.random.default_rng(3).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    K = Intrinsics(120.0, 120.0, 47.5, 31.5, 96, 64)
+    cloud = lift_points(rgb, depth, K, np.eye(4)[None])
+    poses = np.stack([look_at([0.3, -0.2, -0.4], [0.0, 0.0, 2.0], up=[0, -1, 0]),
+                      look_at([-0.2, 0.1, 0.9], [0.0, 0.0, 2.0], up=[0, -1, 0])])
+    compiled = render_points(cloud, K, poses)
+    for name in ("_triangle_boxes", "_triangle_planes", "_candidates_inside", "_interpolate"):
+        monkeypatch.setattr(render, name, getattr(render, name).__wrapped__)
+    eager = render_points(cloud, K, poses)
+    assert compiled.mask.float().mean() > 0.5
+    assert (compiled.mask != eager.mask).float().mean() < 1e-3
+    both = compiled.mask & eager.mask
+    np.testing.assert_allclose(compiled.depth_m[both], eager.depth_m[both], rtol=1e-4)
+    diff = (compiled.rgb[both].int() - eager.rgb[both].int()).abs()
+    assert (diff > 1).float().mean() < 1e-3
