@@ -38,6 +38,8 @@ def _candidates(spec) -> list:
         return [items]
     if spec.name.endswith("url"):
         return ["https://gpu-host.example:8443/egox"]
+    if spec.name == "clip_quality_warn":            # an expression over the quality keys
+        return ["prior_psnr_db >= 20 and prior_coverage >= 0.5"]
     return ["cuda:1" if spec.name.endswith("device") else "some text"]
 
 
