@@ -3,8 +3,7 @@ BagClips cuts, with the ego images at their stamps undistorted to pinhole; clips
 ego images skipped. The bag is written with rosbags, the scene is the synthetic room."""
 import numpy as np
 import pytest
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from exo_bags import TYPESTORE, write_exo_bag
 from test_undistort import distort
 
 from egox_model.config import from_flat
@@ -12,12 +11,10 @@ from egox_model.data import read_paired_clip, read_splits
 from egox_model.geometry.pose import c2w_to_pose
 from egox_model.scene import SceneConfig, render_scene
 from egox_ros.errors import BagError
-from egox_ros.image_conversion import numpy_to_image
 from egox_ros.messages import RosbagsFactory
 from egox_ros.paired_from_bag import write_paired_from_bag
 from egox_ros.params import EgoxConfig
 
-TS = get_typestore(Stores.ROS2_KILTED)
 D = np.array([0.08, -0.02, 0.004, -0.001])
 
 
@@ -29,36 +26,22 @@ def _camera_info(f, K, header, D=(), model=""):
 
 
 def _write_bag(path, scene, ego_frames):
-    f = RosbagsFactory(TS)
-    pose_t, point_t = TS.types["geometry_msgs/msg/PoseStamped"], TS.types["geometry_msgs/msg/Pose"]
-    vec_t, quat_t = TS.types["geometry_msgs/msg/Point"], TS.types["geometry_msgs/msg/Quaternion"]
-    image_t = TS.types["sensor_msgs/msg/Image"]
-    topics = {"/exo/image_raw": "sensor_msgs/msg/Image", "/exo/depth": "sensor_msgs/msg/Image",
-              "/exo/camera_info": "sensor_msgs/msg/CameraInfo",
-              "/ego/pose": "geometry_msgs/msg/PoseStamped",
-              "/ego/image_raw": "sensor_msgs/msg/Image",
-              "/ego/camera_info": "sensor_msgs/msg/CameraInfo"}
-    K = scene.ego_K.K
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in topics.items()}
-        for i, stamp in enumerate(int(s) for s in scene.stamps_ns):
-            h = f.header(stamp, "exo")
-            p, q = c2w_to_pose(scene.ego_c2w[i])
-            msgs = {"/exo/camera_info": f.camera_info(scene.exo_K, h),
-                    "/ego/pose": pose_t(header=h, pose=point_t(
-                        position=vec_t(*map(float, p)), orientation=quat_t(*map(float, q)))),
-                    "/exo/image_raw": numpy_to_image(scene.exo_rgb[i], "rgb8", h,
-                                                     msg_type=image_t),
-                    "/exo/depth": numpy_to_image((scene.exo_depth_m[i] * 1000).astype(np.uint16),
-                                                 "16UC1", h, msg_type=image_t)}
-            if i == 0:
-                msgs["/ego/camera_info"] = _camera_info(f, scene.ego_K, h, D, "equidistant")
-            if i in ego_frames:    # the head camera's clock is 3 ms off the exo camera's
-                eh = f.header(stamp + 3_000_000, "ego")
-                bgr = distort(scene.ego_rgb[i], K, D, "equidistant")[..., ::-1].copy()
-                msgs["/ego/image_raw"] = numpy_to_image(bgr, "bgr8", eh, msg_type=image_t)
-            for topic, msg in msgs.items():
-                writer.write(conns[topic], stamp, TS.serialize_cdr(msg, msg.__msgtype__))
+    """The exo bag plus a fisheye head camera: /ego/camera_info once, /ego/image_raw (bgr8)
+    at `ego_frames`, its clock 3 ms off the exo camera's."""
+    f = RosbagsFactory(TYPESTORE)
+
+    def ego_messages(i, stamp, header):
+        msgs = {}
+        if i == 0:
+            msgs["/ego/camera_info"] = _camera_info(f, scene.ego_K, header, D, "equidistant")
+        if i in ego_frames:
+            bgr = distort(scene.ego_rgb[i], scene.ego_K.K, D, "equidistant")[..., ::-1].copy()
+            msgs["/ego/image_raw"] = f.image(bgr, "bgr8", f.header(stamp + 3_000_000, "ego"))
+        return msgs
+
+    write_exo_bag(path, scene, extra_topics={"/ego/image_raw": "sensor_msgs/msg/Image",
+                                             "/ego/camera_info": "sensor_msgs/msg/CameraInfo"},
+                  extra=ego_messages)
 
 
 @pytest.fixture(scope="module")

@@ -18,49 +18,18 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
-from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 from typer.testing import CliRunner
 
-from ros_fixtures import ROOT, tiny_scene  # noqa: I100
+from exo_bags import write_exo_bag  # noqa: I100
+from ros_fixtures import ROOT, tiny_scene
 
 from egox_model.geometry.pose import c2w_to_pose
-from egox_ros.image_conversion import image_to_rgb, numpy_to_image
-from egox_ros.messages import RosbagsFactory
+from egox_ros.image_conversion import image_to_rgb
 
 pytest.importorskip("ray")
 
-TS = get_typestore(Stores.ROS2_KILTED)
 GOOD = {"a": 12, "b": 9, "c": 15}          # bag name -> exo frames (clips of 5, stride 3)
 BAG_OFFSET_NS = 100 * 10**9                # each bag's stamps start 100 s after the last
-
-
-def _write_bag(path: Path, scene, offset_ns: int, *, with_depth: bool = True) -> None:
-    """An MCAP exo bag like `egox record` writes: image, camera_info, ego pose, depth."""
-    f = RosbagsFactory(TS)
-    pose_t, point_t = TS.types["geometry_msgs/msg/PoseStamped"], TS.types["geometry_msgs/msg/Pose"]
-    vec_t, quat_t = TS.types["geometry_msgs/msg/Point"], TS.types["geometry_msgs/msg/Quaternion"]
-    image_t = TS.types["sensor_msgs/msg/Image"]
-    topics = [("/exo/image_raw", "sensor_msgs/msg/Image"),
-              ("/exo/camera_info", "sensor_msgs/msg/CameraInfo"),
-              ("/ego/pose", "geometry_msgs/msg/PoseStamped")]
-    if with_depth:
-        topics.append(("/exo/depth", "sensor_msgs/msg/Image"))
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in topics}
-        for i, stamp in enumerate(int(s) + offset_ns for s in scene.stamps_ns):
-            h = f.header(stamp, "exo")
-            p, q = c2w_to_pose(scene.ego_c2w[i])
-            msgs = {"/exo/camera_info": f.camera_info(scene.exo_K, h),
-                    "/ego/pose": pose_t(header=h, pose=point_t(
-                        position=vec_t(*map(float, p)), orientation=quat_t(*map(float, q)))),
-                    "/exo/image_raw": numpy_to_image(scene.exo_rgb[i], "rgb8", h,
-                                                     msg_type=image_t)}
-            if with_depth:
-                msgs["/exo/depth"] = numpy_to_image(
-                    (scene.exo_depth_m[i] * 1000).astype(np.uint16), "16UC1", h, msg_type=image_t)
-            for topic, msg in msgs.items():
-                writer.write(conns[topic], stamp, TS.serialize_cdr(msg, msg.__msgtype__))
 
 
 def _params(path: Path, scene) -> Path:
@@ -110,7 +79,7 @@ def bags(tmp_path_factory):
     ref.mkdir()
     scenes = {name: tiny_scene(frames=n, seed=i) for i, (name, n) in enumerate(GOOD.items())}
     for i, (name, scene) in enumerate(scenes.items()):
-        _write_bag(in_dir / name, scene, i * BAG_OFFSET_NS)
+        write_exo_bag(in_dir / name, scene, offset_ns=i * BAG_OFFSET_NS)
     params = _params(root / "egox.yaml", scenes["a"])
     for name in GOOD:
         result = CliRunner().invoke(app, ["convert", str(in_dir / name), str(ref / name),
@@ -163,7 +132,7 @@ def test_ray_auto_equals_one_process_and_names_broken_bags(bags, local_ray, tmp_
     (corrupt / "metadata.yaml").write_bytes((in_dir / "a" / "metadata.yaml").read_bytes()
                                             .replace(b"a.mcap", b"d_corrupt.mcap"))
     (corrupt / "d_corrupt.mcap").write_bytes((in_dir / "a" / "a.mcap").read_bytes()[:3000])
-    _write_bag(mixed / "e_no_depth", scenes["a"], 0, with_depth=False)
+    write_exo_bag(mixed / "e_no_depth", scenes["a"], depth=False)
     out = tmp_path / "out"
     builds = tmp_path / "builds.txt"
     monkeypatch.setattr(egox_ros.node, "make_backend", _backend(builds))

@@ -9,18 +9,18 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import QosReliability
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 from typer.testing import CliRunner
 
-from ros_fixtures import tiny_scene  # noqa: I100
+from exo_bags import write_exo_bag  # noqa: I100
+from ros_fixtures import tiny_scene
 
 from egox_model.generator import GeneratorConfig, make_generator
 from egox_model.geometry.pose import c2w_to_pose
 from egox_ros.convert import convert_bag
 from egox_ros.errors import BagError
-from egox_ros.image_conversion import image_to_rgb, numpy_to_image
-from egox_ros.messages import RosbagsFactory
+from egox_ros.image_conversion import image_to_rgb
 from egox_ros.ros_demo import demo_config, run_ros_stage
 
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -113,41 +113,11 @@ def test_convert_reproduces_the_node_output(demo_bag, tmp_path):
         np.testing.assert_array_equal(offline[stamp], live[stamp])
 
 
-def _write_sqlite_bag(path: Path, scene, with_depth: bool = True) -> None:
-    f = RosbagsFactory(TS)
-    pose_t, point_t = TS.types["geometry_msgs/msg/PoseStamped"], TS.types["geometry_msgs/msg/Pose"]
-    vec_t, quat_t = TS.types["geometry_msgs/msg/Point"], TS.types["geometry_msgs/msg/Quaternion"]
-
-    def pose(c2w, header):
-        p, q = c2w_to_pose(c2w)
-        return pose_t(header=header, pose=point_t(position=vec_t(*map(float, p)),
-                                                  orientation=quat_t(*map(float, q))))
-
-    with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
-        conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in [
-            ("/exo/image_raw", "sensor_msgs/msg/Image"),
-            ("/exo/camera_info", "sensor_msgs/msg/CameraInfo"),
-            ("/ego/pose", "geometry_msgs/msg/PoseStamped")]
-            + ([("/exo/depth", "sensor_msgs/msg/Image")] if with_depth else [])}
-        for i, stamp in enumerate(int(s) for s in scene.stamps_ns):
-            h = f.header(stamp, "exo")
-            msgs = {"/ego/pose": pose(scene.ego_c2w[i], h),
-                    "/exo/camera_info": f.camera_info(scene.exo_K, h),
-                    "/exo/image_raw": numpy_to_image(scene.exo_rgb[i], "rgb8", h,
-                                                     msg_type=TS.types["sensor_msgs/msg/Image"])}
-            if with_depth:
-                msgs["/exo/depth"] = numpy_to_image(
-                    (scene.exo_depth_m[i] * 1000).astype(np.uint16), "16UC1", h,
-                    msg_type=TS.types["sensor_msgs/msg/Image"])
-            for topic, msg in msgs.items():
-                writer.write(conns[topic], stamp, TS.serialize_cdr(msg, msg.__msgtype__))
-
-
 def test_convert_reads_sqlite3_bags_through_the_cli(tmp_path):
     from egox_ros.cli import app
 
     scene = tiny_scene(frames=5)
-    _write_sqlite_bag(tmp_path / "exo", scene)
+    write_exo_bag(tmp_path / "exo", scene, storage=StoragePlugin.SQLITE3)
     K = scene.ego_K
     params = tmp_path / "egox.yaml"
     params.write_text(
@@ -166,7 +136,7 @@ def test_convert_reads_sqlite3_bags_through_the_cli(tmp_path):
 
 def test_convert_names_a_missing_topic(tmp_path):
     scene = tiny_scene(frames=5)
-    _write_sqlite_bag(tmp_path / "exo", scene, with_depth=False)
+    write_exo_bag(tmp_path / "exo", scene, depth=False, storage=StoragePlugin.SQLITE3)
     with pytest.raises(BagError, match=r"lacks required topic\(s\) /exo/depth \(depth\)"):
         convert_bag(tmp_path / "exo", tmp_path / "ego",
                     demo_config(scene, exo_pose_source="parameter", use_mask=False),

@@ -12,7 +12,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from egox_model.geometry.pose import c2w_to_pose, pose_to_c2w
-from ros_fixtures import tiny_scene  # noqa: I100
+from exo_bags import write_exo_bag  # noqa: I100
+from ros_fixtures import tiny_scene
 
 from egox_model.errors import ConfigError
 from egox_ros.convert import BagClips
@@ -232,9 +233,6 @@ def _write_exo_bag(path: Path, scene, *, pose_topic: bool = True, tf_period_ms: 
     -> head on /tf every `tf_period_ms` from 20 ms before the first frame to `tf_until_s`
     after it, never at a frame stamp. `drop_link`: a child frame whose link is left out;
     `tf_namespace`: TF on <namespace>/tf and <namespace>/tf_static."""
-    f = RosbagsFactory(TS)
-    types = TS.types
-    image_t = types["sensor_msgs/msg/Image"]
     base_exo = np.linalg.inv(W_BASE) @ scene.exo_c2w[0] @ np.linalg.inv(EXO_OPT)
     static = [(p, c, int(scene.stamps_ns[0]), T) for p, c, T in
               [("world", "base", W_BASE), ("base", "exo_link", base_exo),
@@ -244,29 +242,8 @@ def _write_exo_bag(path: Path, scene, *, pose_topic: bool = True, tf_period_ms: 
     tf_stamps = first + np.round(np.arange(-20.0, tf_until_s * 1e3, tf_period_ms) * MS + 1234)
     dynamic = [(int(s), [("world", "head", int(s), _walk((s - first) / 1e9))])
                for s in tf_stamps]
-    topics = [("/exo/image_raw", "sensor_msgs/msg/Image"),
-              ("/exo/camera_info", "sensor_msgs/msg/CameraInfo"),
-              ("/exo/depth", "sensor_msgs/msg/Image")]
-    if pose_topic:
-        topics.append(("/ego/pose", "geometry_msgs/msg/PoseStamped"))
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        _write_tf(writer, static, dynamic, tf_namespace)
-        conns = {t: writer.add_connection(t, m, typestore=TS) for t, m in topics}
-        for i, stamp in enumerate(int(s) for s in scene.stamps_ns):
-            h = f.header(stamp, "exo_optical")
-            msgs = {"/exo/camera_info": f.camera_info(scene.exo_K, h),
-                    "/exo/image_raw": numpy_to_image(scene.exo_rgb[i], "rgb8", h,
-                                                     msg_type=image_t),
-                    "/exo/depth": numpy_to_image((scene.exo_depth_m[i] * 1000).astype(np.uint16),
-                                                 "16UC1", h, msg_type=image_t)}
-            if pose_topic:
-                p, q = c2w_to_pose(scene.ego_c2w[i])
-                msgs["/ego/pose"] = types["geometry_msgs/msg/PoseStamped"](
-                    header=f.header(stamp, "world"), pose=types["geometry_msgs/msg/Pose"](
-                        position=types["geometry_msgs/msg/Point"](*map(float, p)),
-                        orientation=types["geometry_msgs/msg/Quaternion"](*map(float, q))))
-            for topic, msg in msgs.items():
-                writer.write(conns[topic], stamp, TS.serialize_cdr(msg, msg.__msgtype__))
+    write_exo_bag(path, scene, pose=pose_topic, frame_id="exo_optical",
+                  before=lambda writer: _write_tf(writer, static, dynamic, tf_namespace))
 
 
 def _config(scene, **overrides) -> EgoxConfig:
