@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from egox_model.clip import Clip
-from egox_model.config import check_settings, group, setting
-from egox_model.errors import ConfigError, InputError
+from egox_model.config import check_device, check_settings, group, setting
+from egox_model.errors import InputError
 from egox_model.geometry.depth_fusion import FusionConfig, fuse_depth
 from egox_model.geometry.dynamic import MotionMaskConfig, motion_masks
 from egox_model.geometry.pointcloud import LiftConfig, lift_points
@@ -36,10 +36,7 @@ class PriorConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
-        if not (self.device == "cpu" or self.device == "cuda"
-                or self.device.startswith("cuda:") and self.device[5:].isdigit()):
-            raise ConfigError("must be 'cpu', 'cuda' or 'cuda:N'", key="device",
-                              value=self.device)
+        check_device(self.device, allow_auto=False)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from egox_model.config import check_settings, group, setting
+from egox_model.config import check_device, check_settings, group, setting
 from egox_model.errors import ConfigError
 from egox_model.generator.gga import GGAConfig
 
@@ -136,11 +136,7 @@ class WanConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
-        device = self.device
-        if not (device in ("auto", "cpu", "cuda")
-                or device.startswith("cuda:") and device[5:].isdigit()):
-            raise ConfigError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'", key="device",
-                              value=device)
+        check_device(self.device)
         for key in ("adapter_names", "adapter_scales"):
             given = getattr(self, key)
             if given and len(given) != len(self.adapter_paths):
@@ -171,6 +167,6 @@ class WanConfig:
         if self.runtime == "tensorrt" and self.cpu_offload:
             raise ConfigError("runtime 'tensorrt' keeps the engine on the GPU; set cpu_offload "
                               "to false", key="cpu_offload", value=True)
-        if self.cpu_offload and device == "cpu":
+        if self.cpu_offload and self.device == "cpu":
             raise ConfigError("cpu_offload=true needs a CUDA device; set device to 'cuda' or "
                               "cpu_offload to false")
