@@ -174,19 +174,22 @@ def _splat_points(chunks: tuple[torch.Tensor, ...], K: Intrinsics, P: torch.Tens
         flat.scatter_reduce_(0, coarse, key[splat], "amin")
 
 
-def _project_all(P: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor:
-    """(V, N + 1, 3) pixel u, v and z-depth of the points xyz (N, 3) in each view P (V, 3, 4),
-    and a NaN row at index N (for padding)."""
-    uvz = torch.baddbmm(P[:, :, 3:], P[:, :, :3], xyz.T.expand(P.shape[0], 3, -1))
-    uvz = torch.cat((uvz, uvz.new_full((P.shape[0], 3, 1), torch.nan)), 2)
-    return torch.cat((uvz[:, :2] / uvz[:, 2:], uvz[:, 2:]), 1).transpose(1, 2).contiguous()
+def _project(P: torch.Tensor, X: torch.Tensor, vertex: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Pixel u, v and z-depth of the points X[vertex] (X (N, 3) world) seen through P
+    (..., 3, 4) (broadcast against vertex), each shaped like vertex: scalar arithmetic on
+    gathered coordinates, which the compiled loops fuse into one pass."""
+    x, y, z = X[vertex, 0], X[vertex, 1], X[vertex, 2]
+    cam = [P[..., i, 0] * x + P[..., i, 1] * y + P[..., i, 2] * z + P[..., i, 3]
+           for i in range(3)]
+    return cam[0] / cam[2], cam[1] / cam[2], cam[2]
 
 
-def _edge_coefficients(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Barycentric coordinates of the triangles (u, v) (..., 3) as planes in the pixel
-    position: b_i = A_i x + B_i y + C_i (i = 0, 1; b_2 = 1 - b_0 - b_1), each (...)."""
-    u0, u1, u2 = u.unbind(-1)
-    v0, v1, v2 = v.unbind(-1)
+def _edge_coefficients(u: tuple[torch.Tensor, ...],
+                       v: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Barycentric coordinates of the triangles with corners u, v (3 tensors each) as planes
+    in the pixel position: b_i = A_i x + B_i y + C_i (i = 0, 1; b_2 = 1 - b_0 - b_1)."""
+    u0, u1, u2 = u
+    v0, v1, v2 = v
     area2 = (u1 - u0) * (v2 - v0) - (u2 - u0) * (v1 - v0)
     A0, B0, C0 = v1 - v2, u2 - u1, u1 * v2 - u2 * v1
     A1, B1, C1 = v2 - v0, u0 - u2, u2 * v0 - u0 * v2
@@ -195,9 +198,10 @@ def _edge_coefficients(u: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def _fused(fn):
-    """`fn` through torch.compile: its elementwise chain runs as one fused loop, several
-    times faster on CPU than op by op. Compiled on first use (seconds; cached on disk by
-    torch across processes); op by op, with a warning, where compiling is impossible."""
+    """`fn` through torch.compile: its elementwise chain, gathers included, runs as one
+    fused loop, several times faster on CPU than op by op. Compiled on first use (seconds;
+    cached on disk by torch across processes); op by op, with a warning, where compiling is
+    impossible."""
     compiled = torch.compile(fn, dynamic=True)
     state = {"eager": False}
 
@@ -216,94 +220,151 @@ def _fused(fn):
     return call
 
 
-@_fused
-def _triangle_boxes(corners: torch.Tensor, last_pixel: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Bounding boxes of projected triangles corners (n, vertex, (u, v, z)): the first pixel
-    centre (n, 2) (col, row; float), the extent (n, 2) in pixel centres and whether to draw
-    each (n,): front-facing (counter-clockwise in pixels, as every triangle is in the exo
-    view), in front of the camera, reaching a pixel centre, bounding box at most
-    `_MAX_FACE_PX`. last_pixel: (2,) the image's last col, row."""
-    c0, c1, c2 = corners.unbind(1)
-    low = torch.minimum(torch.minimum(c0, c1), c2)
-    high = torch.maximum(torch.maximum(c0, c1), c2)
-    first = (low[:, :2] - _PIXEL_EPS).ceil().clamp_min(0.0)
-    extent = torch.minimum((high[:, :2] + _PIXEL_EPS).floor(), last_pixel) - first + 1.0
-    e1, e2 = c1 - c0, c2 - c0
-    area2 = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    draw = ((area2 > 0) & (low[:, 2] > 0) & (extent[:, 0] > 0) & (extent[:, 1] > 0)
-            & (extent[:, 0] * extent[:, 1] <= _MAX_FACE_PX))                # NaN: False
-    return first, extent, draw
+def _corners(xyz: torch.Tensor, faces: torch.Tensor, face: torch.Tensor,
+             P: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
+    """u, v and z (3 tensors each, one per vertex, shaped like face) of triangles `face`
+    (faces (T, 3) of points xyz (N, 3)) seen through P (broadcast against face)."""
+    projected = [_project(P, xyz, faces[face, k]) for k in range(3)]
+    return tuple(tuple(corner[i] for corner in projected) for i in range(3))
 
 
-@_fused
-def _triangle_planes(corners: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """(n, 9): barycentric planes b0 = (A0, B0, C0), b1 = (A1, B1, C1) in pixel offsets from
-    `first` (small, exact numbers), and inverse depth as (1/z0 - 1/z2, 1/z1 - 1/z2, 1/z2)
-    over (b0, b1, 1)."""
-    A0, B0, C0, A1, B1, C1 = _edge_coefficients(corners[..., 0] - first[:, :1],
-                                                corners[..., 1] - first[:, 1:])
-    d0, d1, d2 = corners[..., 2].reciprocal().unbind(-1)
-    return torch.stack((A0, B0, C0, A1, B1, C1, d0 - d2, d1 - d2, d2), -1)
+def _triangle_boxes(u: tuple[torch.Tensor, ...], v: tuple[torch.Tensor, ...],
+                    z: tuple[torch.Tensor, ...], width: int,
+                    height: int) -> tuple[torch.Tensor, ...]:
+    """Bounding boxes of projected triangles (corners u, v, z): the first pixel centre
+    col, row (float) and the extent in pixel centres along both, and whether to draw each:
+    front-facing (counter-clockwise in pixels, as every triangle is in the exo view), in
+    front of the camera, reaching a pixel centre of the width x height image, bounding box
+    at most `_MAX_FACE_PX`."""
+    col = (torch.minimum(torch.minimum(u[0], u[1]), u[2]) - _PIXEL_EPS).ceil().clamp_min(0.0)
+    row = (torch.minimum(torch.minimum(v[0], v[1]), v[2]) - _PIXEL_EPS).ceil().clamp_min(0.0)
+    ncols = ((torch.maximum(torch.maximum(u[0], u[1]), u[2]) + _PIXEL_EPS).floor()
+             .clamp_max(width - 1.0) - col + 1.0)
+    nrows = ((torch.maximum(torch.maximum(v[0], v[1]), v[2]) + _PIXEL_EPS).floor()
+             .clamp_max(height - 1.0) - row + 1.0)
+    area2 = (u[1] - u[0]) * (v[2] - v[0]) - (v[1] - v[0]) * (u[2] - u[0])
+    near = torch.minimum(torch.minimum(z[0], z[1]), z[2])
+    draw = ((area2 > 0) & (near > 0) & (ncols > 0) & (nrows > 0)
+            & (ncols * nrows <= _MAX_FACE_PX))                              # NaN: False
+    return col, row, ncols, nrows, draw
 
 
-@_fused
-def _candidates_inside(plane: torch.Tensor, offset: torch.Tensor,
-                       ncols: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Pixel centres `offset` (n,) (row-major in a box ncols wide) of triangles `plane`
-    (n, 9): whether inside, their inverse depth, and their col, row offsets in the box."""
-    dy = torch.div(offset, ncols, rounding_mode="floor")
-    dx = offset - dy * ncols
-    fx, fy = dx.float(), dy.float()
-    b0 = plane[:, 0] * fx + plane[:, 1] * fy + plane[:, 2]
-    b1 = plane[:, 3] * fx + plane[:, 4] * fy + plane[:, 5]
-    inv_depth = plane[:, 6] * b0 + plane[:, 7] * b1 + plane[:, 8]
+def _triangle_planes(u: tuple[torch.Tensor, ...], v: tuple[torch.Tensor, ...],
+                     z: tuple[torch.Tensor, ...], col: torch.Tensor,
+                     row: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """9 coefficients: barycentric planes b0 = (A0, B0, C0), b1 = (A1, B1, C1) in pixel
+    offsets from (col, row) (small, exact numbers), and inverse depth as (1/z0 - 1/z2,
+    1/z1 - 1/z2, 1/z2) over (b0, b1, 1)."""
+    planes = _edge_coefficients(tuple(c - col for c in u), tuple(r - row for r in v))
+    d0, d1, d2 = (c.reciprocal() for c in z)
+    return (*planes, d0 - d2, d1 - d2, d2)
+
+
+def _inside(plane: tuple[torch.Tensor, ...], dx: torch.Tensor | float,
+            dy: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whether the pixel centres at offsets (dx, dy) from the boxes' first pixel lie inside
+    the triangles `plane` (`_triangle_planes`), and their inverse depth there."""
+    A0, B0, C0, A1, B1, C1, e0, e1, e2 = plane
+    b0 = A0 * dx + B0 * dy + C0
+    b1 = A1 * dx + B1 * dy + C1
+    inv_depth = e0 * b0 + e1 * b1 + e2
     inside = ((b0 >= -_EDGE_EPS) & (b1 >= -_EDGE_EPS) & (b0 + b1 <= 1.0 + _EDGE_EPS)
               & (inv_depth > 0))
-    return inside, inv_depth, dx, dy
+    return inside, inv_depth
 
 
-def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], uvz: torch.Tensor,
-                     K: Intrinsics, P: torch.Tensor, zbuf: torch.Tensor, cols: int,
+def _depth_key(inv_depth: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Packed z-buffer keys (depth bits << 32 | index): positive float32 bit patterns sort
+    like the floats, so the nearest is the smallest key."""
+    return (inv_depth.reciprocal().view(torch.int32).long() << 32) | index
+
+
+@_fused
+def _one_pixel_triangles(xyz: torch.Tensor, faces: torch.Tensor, chunk_ids: torch.Tensor,
+                         P: torch.Tensor, width: int, height: int, stride: int,
+                         first_id: int) -> tuple[torch.Tensor, ...]:
+    """Triangles of the chunks chunk_ids (V, S) (faces (C * chunk, 3) of points xyz (N, 3))
+    seen through P (V, 3, 4), in one loop over them all: each whose bounding box holds at
+    most one pixel centre (most, where the ego view is not magnified) is tested there.
+    Returns its key (`_depth_key`, index first_id + triangle) and flat z-buffer slot
+    (V, S * chunk) (views `stride` apart, rows `width`; the view's last slot, a dump, where
+    it misses), and which are drawn but larger (V, S * chunk)."""
+    face = (chunk_ids[:, :, None] * _CHUNK
+            + torch.arange(_CHUNK, device=xyz.device)).flatten(1)          # (V, M)
+    u, v, z = _corners(xyz, faces, face, P[:, None])
+    col, row, ncols, nrows, draw = _triangle_boxes(u, v, z, width, height)
+    one = draw & (ncols <= 1.0) & (nrows <= 1.0)
+    inside, inv_depth = _inside(_triangle_planes(u, v, z, col, row), 0.0, 0.0)
+    view = torch.arange(P.shape[0], device=xyz.device)[:, None] * stride
+    slot = view + torch.where(one & inside, row.long() * width + col.long(), stride - 1)
+    return _depth_key(inv_depth, face + first_id), slot, draw & ~one
+
+
+@_fused
+def _triangle_setup(xyz: torch.Tensor, faces: torch.Tensor, chunk_ids: torch.Tensor,
+                    drawn: torch.Tensor, P: torch.Tensor, width: int, height: int,
+                    stride: int) -> tuple[torch.Tensor, ...]:
+    """The triangles `drawn` (n,) (flat positions in `_one_pixel_triangles`' output) of the
+    chunks chunk_ids (V, S): each triangle's index (n,), the flat z-buffer slot of its
+    first pixel centre (n,) (views `stride` apart, rows `width`), its box's width ncols and
+    number of pixel centres (n,) (`_triangle_boxes`, int64) and its planes (n, 9)
+    (`_triangle_planes`)."""
+    view = drawn // (chunk_ids.shape[1] * _CHUNK)
+    face = chunk_ids.flatten()[drawn // _CHUNK] * _CHUNK + drawn % _CHUNK
+    u, v, z = _corners(xyz, faces, face, P[view])
+    col, row, ncols, nrows, _ = _triangle_boxes(u, v, z, width, height)
+    plane = torch.stack(_triangle_planes(u, v, z, col, row), -1)
+    slot = view * stride + row.long() * width + col.long()
+    return face, slot, ncols.long(), (ncols * nrows).long(), plane
+
+
+@_fused
+def _candidate_keys(plane: torch.Tensor, face: torch.Tensor, slot: torch.Tensor,
+                    ncols: torch.Tensor, start: torch.Tensor, which: torch.Tensor,
+                    width: int, stride: int, first_id: int) -> tuple[torch.Tensor, ...]:
+    """Candidate k (one per pixel centre of each box, row-major; which (n,): its triangle,
+    start: each triangle's first candidate) of the triangles plane (T, 9), face (T,), slot
+    (T,) and ncols (T,) (`_triangle_setup`): its key (`_depth_key`, index first_id + face)
+    and flat z-buffer slot (n,) (the view's dump slot, the last of the `stride`, where it
+    lies outside the triangle)."""
+    offset = torch.arange(which.shape[0], device=which.device) - start[which]
+    dy = torch.div(offset, ncols[which], rounding_mode="floor")
+    dx = offset - dy * ncols[which]
+    inside, inv_depth = _inside(plane[which].unbind(-1), dx.float(), dy.float())
+    first = slot[which]
+    dump = first - first % stride + stride - 1
+    return (_depth_key(inv_depth, face[which] + first_id),
+            torch.where(inside, first + dy * width + dx, dump))
+
+
+def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], xyz: torch.Tensor,
+                     K: Intrinsics, P: torch.Tensor, zbuf: torch.Tensor,
                      first_id: int) -> None:
     """Scatter-min the key (interpolated depth bits << 32 | first_id + triangle index) of
-    every pixel centre inside each triangle into level 0 of zbuf (V, ...); uvz (V, N + 1, 3)
-    are the projected points (`_project_all`). Per view, each triangle is tested at the
-    pixel centres of its bounding box (see `_triangle_boxes` for those skipped)."""
-    num_views, width, height = P.shape[0], K.width, K.height
+    every pixel centre inside each triangle into level 0 of zbuf (V, ...) (rows K.width);
+    xyz (N + 1, 3) are the points and a NaN row (the padding's vertex). Per view, the
+    triangles of the chunks that reach into it are tested: those covering at most one pixel
+    centre in one fused loop, the larger ones at every pixel centre of their bounding box
+    (see `_triangle_boxes` for those skipped)."""
+    width, height, stride = K.width, K.height, zbuf.shape[1]
     padded, boxes = faces
-    chunk = padded.shape[1]
     ids = _visible_chunks(P, boxes, width, height, padded.shape[0] - 1)
     if ids is None:
         return
-    tri = (padded.view(padded.shape[0], -1).index_select(0, ids.view(-1)).view(num_views, -1)
-           + torch.arange(num_views, device=P.device)[:, None] * uvz.shape[1])  # (V, 3M)
-    corners = uvz.view(-1, 3).index_select(0, tri.view(-1)).view(-1, 3, 3)  # (VM, vertex, uvz)
-    last_pixel = torch.tensor([width - 1.0, height - 1.0], device=P.device)
-    first, extent, draw = _triangle_boxes(corners, last_pixel)
-    drawn = draw.nonzero()[:, 0]
+    flat_faces = padded.view(-1, 3)
+    key, slot, larger = _one_pixel_triangles(xyz, flat_faces, ids, P, width, height, stride,
+                                             first_id)
+    zbuf.view(-1).scatter_reduce_(0, slot.view(-1), key.view(-1), "amin")
+    drawn = larger.view(-1).nonzero()[:, 0]
     if len(drawn) == 0:
         return
-    view = drawn // (corners.shape[0] // num_views)
-    face_id = (ids[:, :, None] * chunk
-               + torch.arange(chunk, device=P.device)).view(-1).index_select(0, drawn)
-    first, extent = first.index_select(0, drawn), extent.index_select(0, drawn).long()
-    plane = _triangle_planes(corners.index_select(0, drawn), first)     # (D, 9)
-    first = first.long()
-    base = view * zbuf.shape[1] + first[:, 1] * cols + first[:, 0]
-    # One candidate per pixel centre of each box.
-    count = extent[:, 0] * extent[:, 1]
+    face, slot, ncols, count, plane = _triangle_setup(xyz, flat_faces, ids, drawn, P, width,
+                                                      height, stride)
     which = torch.repeat_interleave(torch.arange(len(drawn), device=P.device), count)
     start = torch.cumsum(count, 0) - count
-    offset = torch.arange(len(which), device=P.device) - start.index_select(0, which)
-    inside, inv_depth, dx, dy = _candidates_inside(
-        plane.index_select(0, which), offset, extent[:, 0].index_select(0, which))
-    hit = inside.nonzero()[:, 0]
-    face = which.index_select(0, hit)
-    key = ((inv_depth.index_select(0, hit).reciprocal().view(torch.int32).long() << 32)
-           | (face_id.index_select(0, face) + first_id))
-    pixel = (base.index_select(0, face) + dy.index_select(0, hit) * cols
-             + dx.index_select(0, hit))
-    zbuf.view(-1).scatter_reduce_(0, pixel, key, "amin")
+    key, slot = _candidate_keys(plane, face, slot, ncols, start, which, width, stride,
+                                first_id)
+    zbuf.view(-1).scatter_reduce_(0, slot, key, "amin")
 
 
 def _compose(levels: list[torch.Tensor], tolerance: float) -> torch.Tensor:
@@ -333,27 +394,36 @@ def _upsample(grid: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @_fused
-def _interpolate(xyz: torch.Tensor, rgb: torch.Tensor, P: torch.Tensor, col: torch.Tensor,
-                 row: torch.Tensor) -> torch.Tensor:
-    """RGB (n, 3) uint8 at pixel centres (col, row) (n,) of triangles xyz (n, 3, 3) world
-    with vertex colours rgb (n, 3, 3) float, seen through P (n, 3, 4): perspective-correct
-    (linear on the surface)."""
-    uvz = torch.einsum("nij,nkj->nki", P[:, :, :3], xyz) + P[:, None, :, 3]
-    x, y, z = uvz.unbind(-1)                                               # (n, 3) each
-    _, _, b0, _, _, b1 = _edge_coefficients(x / z - col[:, None], y / z - row[:, None])
-    weights = (torch.stack((b0, b1, 1.0 - b0 - b1), -1).clamp(0.0, 1.0) / z)
-    weights = weights / weights.sum(-1, keepdim=True)
-    return ((weights[..., None] * rgb).sum(1) + 0.5).clamp(0, 255).to(torch.uint8)
-
-
-def _face_colors(face: torch.Tensor, view: torch.Tensor, row: torch.Tensor,
-                 col: torch.Tensor, cloud: PointCloud, P: torch.Tensor) -> torch.Tensor:
-    """RGB (n, 3) uint8 of triangles `face` (n,) at pixel centres (row, col) of views `view`
-    (each (n,)): the vertex colours interpolated perspective-correctly."""
-    vertices = cloud.faces.index_select(0, face).view(-1)                  # (3n,)
-    return _interpolate(cloud.xyz.index_select(0, vertices).view(-1, 3, 3),
-                        cloud.rgb.index_select(0, vertices).view(-1, 3, 3).float(),
-                        P.index_select(0, view), col, row)
+def _resolve_faces(key: torch.Tensor, xyz: torch.Tensor, rgb: torch.Tensor,
+                   faces: torch.Tensor, loose_rgb: torch.Tensor,
+                   P: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Colour, depth and coverage of the z-buffer key (V, H, W) (`_depth_key`; index: first
+    the loose points, then the triangles faces (T, 3) of points xyz (N, 3) with colours rgb
+    (N, 3) uint8, then the empty sentinel) seen through P (V, 3, 4), in one loop over the
+    pixels: a triangle's colour is its vertex colours interpolated perspective-correctly
+    (linear on the surface), a loose point's is loose_rgb (L + 1, 3) uint8 (last: black).
+    Returns rgb (V, H, W, 3) uint8, depth_m (V, H, W) (0 = uncovered) and mask."""
+    num_loose, num_faces = loose_rgb.shape[0] - 1, faces.shape[0]
+    depth = (key >> 32).int().view(torch.float32)
+    index = key & 0xFFFFFFFF
+    is_face = (index >= num_loose) & (index < num_loose + num_faces)
+    face = (index - num_loose).clamp(0, num_faces - 1)
+    u, v, z = _corners(xyz, faces, face, P[:, None, None])
+    col = torch.arange(key.shape[2], device=key.device).float()
+    row = torch.arange(key.shape[1], device=key.device)[:, None].float()
+    _, _, b0, _, _, b1 = _edge_coefficients(tuple(c - col for c in u),
+                                            tuple(r - row for r in v))
+    weights = [(b.clamp(0.0, 1.0) / depth_k) for b, depth_k in
+               zip((b0, b1, 1.0 - b0 - b1), z)]
+    total = weights[0] + weights[1] + weights[2]
+    point = index.clamp_max(num_loose)
+    channels = []
+    for c in range(3):
+        blend = sum(w * rgb[faces[face, k], c].float() for k, w in enumerate(weights))
+        face_c = (blend / total + 0.5).clamp(0, 255).to(torch.uint8)
+        channels.append(torch.where(is_face, face_c, loose_rgb[point, c]))
+    mask = depth < torch.inf
+    return torch.stack(channels, -1), torch.where(mask, depth, 0.0), mask
 
 
 def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tensor,
@@ -381,10 +451,13 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
         loose[cloud.faces.view(-1)] = False
         xyz, rgb, spacing = xyz[loose], rgb[loose], None
         faces = _chunk_faces(cloud.xyz, cloud.faces)
+        vertices = torch.cat((cloud.xyz, cloud.xyz.new_full((1, 3), torch.nan)))
+        loose_rgb = torch.cat((rgb, rgb.new_zeros(1, 3)))                  # + black
+    else:
+        # Colours packed as one int32 per point (and a black sentinel): a 1-d gather.
+        rgb32 = torch.cat((rgb, rgb.new_zeros(len(rgb), 1)), 1).view(torch.int32)
+        palette = torch.cat((rgb32[:, 0], rgb32.new_zeros(1)))
     num_loose = len(xyz)
-    # Colours packed as one int32 per point (and a black sentinel): a 1-d gather per pixel.
-    rgb32 = torch.cat((rgb, rgb.new_zeros(len(rgb), 1)), 1).view(torch.int32)
-    palette = torch.cat((rgb32[:, 0], rgb32.new_zeros(1)))
     chunks = _chunk_points(xyz, spacing)
     shapes = _level_shapes(K.height, K.width,
                            config.max_splat_level if spacing is not None else 0)
@@ -401,22 +474,18 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
                           dtype=torch.int64, device=device)         # + 1: a dump slot per view
         _splat_points(chunks, K, P, zbuf, shapes)
         if faces is not None:
-            _rasterize_faces(faces, _project_all(P, cloud.xyz), K, P, zbuf, shapes[0][1],
-                             num_loose)
+            _rasterize_faces(faces, vertices, K, P, zbuf, num_loose)
         levels = [part.view(stop - start, *level) for part, level in
                   zip(zbuf[:, :-1].split(sizes, dim=1), shapes)]
         zbuf = _compose(levels, config.depth_tolerance)[:, :K.height, :K.width]
+        if faces is not None:
+            out.rgb[start:stop], out.depth_m[start:stop], out.mask[start:stop] = \
+                _resolve_faces(zbuf, cloud.xyz, cloud.rgb, cloud.faces, loose_rgb, P)
+            continue
         depth = (zbuf >> 32).int().view(torch.float32)
         torch.lt(depth, torch.inf, out=out.mask[start:stop])
         out.depth_m[start:stop] = depth.nan_to_num(posinf=0.0)           # inf: uncovered
         index = (zbuf & 0xFFFFFFFF).view(-1)
         rgba = palette.index_select(0, index.clamp_max(num_loose)).view(torch.uint8)
-        colors = out.rgb[start:stop]
-        colors.copy_(rgba.view(*zbuf.shape, 4)[..., :3])
-        if faces is not None:
-            pixel = ((index >= num_loose) & (index < num_loose + num_faces)).nonzero()[:, 0]
-            view, rest = pixel // (K.height * K.width), pixel % (K.height * K.width)
-            rgb = _face_colors(index.index_select(0, pixel) - num_loose, view,
-                               (rest // K.width).float(), (rest % K.width).float(), cloud, P)
-            colors.view(-1, 3).index_copy_(0, pixel, rgb)
+        out.rgb[start:stop] = rgba.view(*zbuf.shape, 4)[..., :3]
     return out

@@ -123,7 +123,7 @@ def test_compiled_and_op_by_op_triangle_renders_agree(monkeypatch):
     poses = np.stack([look_at([0.3, -0.2, -0.4], [0.0, 0.0, 2.0], up=[0, -1, 0]),
                       look_at([-0.2, 0.1, 0.9], [0.0, 0.0, 2.0], up=[0, -1, 0])])
     compiled = render_points(cloud, K, poses)
-    for name in ("_triangle_boxes", "_triangle_planes", "_candidates_inside", "_interpolate"):
+    for name in ("_one_pixel_triangles", "_triangle_setup", "_candidate_keys", "_resolve_faces"):
         monkeypatch.setattr(render, name, getattr(render, name).__wrapped__)
     eager = render_points(cloud, K, poses)
     assert compiled.mask.float().mean() > 0.5
