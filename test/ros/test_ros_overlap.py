@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ros_fixtures import RosHarness, tiny_scene, unique_ns, wait_until  # noqa: I100
-from test_ros_bag import _write_sqlite_bag
+from exo_bags import write_exo_bag
 from test_ros_node import ALL_INPUTS, start, tiny_config
 
 from egox_model.generator import Generator, GeneratorConfig, make_generator
@@ -64,7 +64,7 @@ def test_convert_writes_each_frame_once_from_the_clip_that_made_it(tmp_path):
     from test_ros_bag import EGO, _bag_frames
 
     scene = tiny_scene(frames=FRAMES)
-    _write_sqlite_bag(tmp_path / "exo", scene)
+    write_exo_bag(tmp_path / "exo", scene)
     config = demo_config(scene, clip_length=LENGTH, clip_stride=STRIDE,
                          exo_pose_source="parameter", use_mask=False,
                          exo_pose=[0.0, -0.5, 1.0, 0.0, 0.0, 0.0, 1.0])
@@ -86,7 +86,7 @@ def test_convert_dir_loop_continues_clips_in_sequence(tmp_path, backend, continu
     from egox_ros.convert_ray import LocalRunner, convert_dir
 
     scene = tiny_scene(frames=FRAMES)
-    _write_sqlite_bag(tmp_path / "in" / "a", scene)
+    write_exo_bag(tmp_path / "in" / "a", scene)
     config = demo_config(scene, clip_length=LENGTH, clip_stride=STRIDE, backend=backend,
                          exo_pose_source="parameter", use_mask=False,
                          exo_pose=[0.0, -0.5, 1.0, 0.0, 0.0, 0.0, 1.0])
