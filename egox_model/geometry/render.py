@@ -97,13 +97,13 @@ def _chunk_points(xyz: torch.Tensor, spacing: torch.Tensor | None,
 
 def _chunk_faces(xyz: torch.Tensor, faces: torch.Tensor,
                  chunk: int = _CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triangles in whole chunks plus one all-padding chunk: vertex indices (C + 1, chunk, 3)
-    (padding: index len(xyz), a NaN point the caller appends) and the chunk boxes (C, 8, 3)."""
+    """Triangles in whole chunks plus one all-padding chunk: their world corners
+    ((C + 1) * chunk, vertex, xyz) (padding NaN; read in order by the rasteriser, where
+    vertex indices would make it gather) and the chunk boxes (C, 8, 3)."""
     corners = xyz[faces]                                                   # (T, 3, 3)
     boxes = _chunk_boxes(corners.amin(1), corners.amax(1), chunk)
     pad = (-len(faces)) % chunk + chunk
-    padded = torch.cat((faces, faces.new_full((pad, 3), len(xyz)))).view(-1, chunk, 3)
-    return padded, boxes
+    return torch.cat((corners, corners.new_full((pad, 3, 3), torch.nan))), boxes
 
 
 def _visible_chunks(P: torch.Tensor, corners: torch.Tensor, width: int, height: int,
@@ -174,11 +174,10 @@ def _splat_points(chunks: tuple[torch.Tensor, ...], K: Intrinsics, P: torch.Tens
         flat.scatter_reduce_(0, coarse, key[splat], "amin")
 
 
-def _project(P: torch.Tensor, X: torch.Tensor, vertex: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Pixel u, v and z-depth of the points X[vertex] (X (N, 3) world) seen through P
-    (..., 3, 4) (broadcast against vertex), each shaped like vertex: scalar arithmetic on
-    gathered coordinates, which the compiled loops fuse into one pass."""
-    x, y, z = X[vertex, 0], X[vertex, 1], X[vertex, 2]
+def _project(P: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Pixel u, v and z-depth of world points X (..., 3) seen through P (..., 3, 4)
+    (broadcast), each (...): scalar arithmetic that the compiled loops fuse into one pass."""
+    x, y, z = X[..., 0], X[..., 1], X[..., 2]
     cam = [P[..., i, 0] * x + P[..., i, 1] * y + P[..., i, 2] * z + P[..., i, 3]
            for i in range(3)]
     return cam[0] / cam[2], cam[1] / cam[2], cam[2]
@@ -220,11 +219,11 @@ def _fused(fn):
     return call
 
 
-def _corners(xyz: torch.Tensor, faces: torch.Tensor, face: torch.Tensor,
+def _corners(triangles: torch.Tensor, face: torch.Tensor,
              P: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ...]:
-    """u, v and z (3 tensors each, one per vertex, shaped like face) of triangles `face`
-    (faces (T, 3) of points xyz (N, 3)) seen through P (broadcast against face)."""
-    projected = [_project(P, xyz, faces[face, k]) for k in range(3)]
+    """u, v and z (3 tensors each, one per vertex, shaped like face) of the triangles `face`
+    (of world corners triangles (T, vertex, xyz)) seen through P (broadcast against face)."""
+    projected = [_project(P, triangles[face, k]) for k in range(3)]
     return tuple(tuple(corner[i] for corner in projected) for i in range(3))
 
 
@@ -280,29 +279,30 @@ def _depth_key(inv_depth: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @_fused
-def _one_pixel_triangles(xyz: torch.Tensor, faces: torch.Tensor, chunk_ids: torch.Tensor,
-                         P: torch.Tensor, width: int, height: int, stride: int,
+def _one_pixel_triangles(triangles: torch.Tensor, chunk_ids: torch.Tensor, P: torch.Tensor,
+                         width: int, height: int, stride: int,
                          first_id: int) -> tuple[torch.Tensor, ...]:
-    """Triangles of the chunks chunk_ids (V, S) (faces (C * chunk, 3) of points xyz (N, 3))
-    seen through P (V, 3, 4), in one loop over them all: each whose bounding box holds at
-    most one pixel centre (most, where the ego view is not magnified) is tested there.
+    """Triangles of the chunks chunk_ids (V, S) (world corners triangles (C * chunk, vertex,
+    xyz), `_chunk_faces`) seen through P (V, 3, 4), in one loop over them all: each whose
+    bounding box holds at most one pixel centre (most, where the ego view is not magnified)
+    is tested there.
     Returns its key (`_depth_key`, index first_id + triangle) and flat z-buffer slot
     (V, S * chunk) (views `stride` apart, rows `width`; the view's last slot, a dump, where
     it misses), and which are drawn but larger (V, S * chunk)."""
     face = (chunk_ids[:, :, None] * _CHUNK
-            + torch.arange(_CHUNK, device=xyz.device)).flatten(1)          # (V, M)
-    u, v, z = _corners(xyz, faces, face, P[:, None])
+            + torch.arange(_CHUNK, device=P.device)).flatten(1)            # (V, M)
+    u, v, z = _corners(triangles, face, P[:, None])
     col, row, ncols, nrows, draw = _triangle_boxes(u, v, z, width, height)
     one = draw & (ncols <= 1.0) & (nrows <= 1.0)
     inside, inv_depth = _inside(_triangle_planes(u, v, z, col, row), 0.0, 0.0)
-    view = torch.arange(P.shape[0], device=xyz.device)[:, None] * stride
+    view = torch.arange(P.shape[0], device=P.device)[:, None] * stride
     slot = view + torch.where(one & inside, row.long() * width + col.long(), stride - 1)
     return _depth_key(inv_depth, face + first_id), slot, draw & ~one
 
 
 @_fused
-def _triangle_setup(xyz: torch.Tensor, faces: torch.Tensor, chunk_ids: torch.Tensor,
-                    drawn: torch.Tensor, P: torch.Tensor, width: int, height: int,
+def _triangle_setup(triangles: torch.Tensor, chunk_ids: torch.Tensor, drawn: torch.Tensor,
+                    P: torch.Tensor, width: int, height: int,
                     stride: int) -> tuple[torch.Tensor, ...]:
     """The triangles `drawn` (n,) (flat positions in `_one_pixel_triangles`' output) of the
     chunks chunk_ids (V, S): each triangle's index (n,), the flat z-buffer slot of its
@@ -311,7 +311,7 @@ def _triangle_setup(xyz: torch.Tensor, faces: torch.Tensor, chunk_ids: torch.Ten
     (`_triangle_planes`)."""
     view = drawn // (chunk_ids.shape[1] * _CHUNK)
     face = chunk_ids.flatten()[drawn // _CHUNK] * _CHUNK + drawn % _CHUNK
-    u, v, z = _corners(xyz, faces, face, P[view])
+    u, v, z = _corners(triangles, face, P[view])
     col, row, ncols, nrows, _ = _triangle_boxes(u, v, z, width, height)
     plane = torch.stack(_triangle_planes(u, v, z, col, row), -1)
     slot = view * stride + row.long() * width + col.long()
@@ -337,29 +337,27 @@ def _candidate_keys(plane: torch.Tensor, face: torch.Tensor, slot: torch.Tensor,
             torch.where(inside, first + dy * width + dx, dump))
 
 
-def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], xyz: torch.Tensor,
-                     K: Intrinsics, P: torch.Tensor, zbuf: torch.Tensor,
-                     first_id: int) -> None:
+def _rasterize_faces(faces: tuple[torch.Tensor, torch.Tensor], K: Intrinsics,
+                     P: torch.Tensor, zbuf: torch.Tensor, first_id: int) -> None:
     """Scatter-min the key (interpolated depth bits << 32 | first_id + triangle index) of
-    every pixel centre inside each triangle into level 0 of zbuf (V, ...) (rows K.width);
-    xyz (N + 1, 3) are the points and a NaN row (the padding's vertex). Per view, the
+    every pixel centre inside each triangle (faces: `_chunk_faces`) into level 0 of zbuf
+    (V, ...) (rows K.width). Per view, the
     triangles of the chunks that reach into it are tested: those covering at most one pixel
     centre in one fused loop, the larger ones at every pixel centre of their bounding box
     (see `_triangle_boxes` for those skipped)."""
     width, height, stride = K.width, K.height, zbuf.shape[1]
-    padded, boxes = faces
-    ids = _visible_chunks(P, boxes, width, height, padded.shape[0] - 1)
+    triangles, boxes = faces
+    ids = _visible_chunks(P, boxes, width, height, triangles.shape[0] // _CHUNK - 1)
     if ids is None:
         return
-    flat_faces = padded.view(-1, 3)
-    key, slot, larger = _one_pixel_triangles(xyz, flat_faces, ids, P, width, height, stride,
+    key, slot, larger = _one_pixel_triangles(triangles, ids, P, width, height, stride,
                                              first_id)
     zbuf.view(-1).scatter_reduce_(0, slot.view(-1), key.view(-1), "amin")
     drawn = larger.view(-1).nonzero()[:, 0]
     if len(drawn) == 0:
         return
-    face, slot, ncols, count, plane = _triangle_setup(xyz, flat_faces, ids, drawn, P, width,
-                                                      height, stride)
+    face, slot, ncols, count, plane = _triangle_setup(triangles, ids, drawn, P, width, height,
+                                                      stride)
     which = torch.repeat_interleave(torch.arange(len(drawn), device=P.device), count)
     start = torch.cumsum(count, 0) - count
     key, slot = _candidate_keys(plane, face, slot, ncols, start, which, width, stride,
@@ -394,21 +392,21 @@ def _upsample(grid: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @_fused
-def _resolve_faces(key: torch.Tensor, xyz: torch.Tensor, rgb: torch.Tensor,
-                   faces: torch.Tensor, loose_rgb: torch.Tensor,
-                   P: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _resolve_faces(key: torch.Tensor, triangles: torch.Tensor, colors: torch.Tensor,
+                   loose_rgb: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Colour, depth and coverage of the z-buffer key (V, H, W) (`_depth_key`; index: first
-    the loose points, then the triangles faces (T, 3) of points xyz (N, 3) with colours rgb
-    (N, 3) uint8, then the empty sentinel) seen through P (V, 3, 4), in one loop over the
-    pixels: a triangle's colour is its vertex colours interpolated perspective-correctly
-    (linear on the surface), a loose point's is loose_rgb (L + 1, 3) uint8 (last: black).
+    the loose points, then the triangles with world corners triangles (>= T, vertex, xyz)
+    and corner colours colors (T, vertex, rgb) uint8, then the empty sentinel) seen through
+    P (V, 3, 4), in one loop over the pixels: a triangle's colour is its vertex colours
+    interpolated perspective-correctly (linear on the surface), a loose point's is
+    loose_rgb (L + 1, 3) uint8 (last: black).
     Returns rgb (V, H, W, 3) uint8, depth_m (V, H, W) (0 = uncovered) and mask."""
-    num_loose, num_faces = loose_rgb.shape[0] - 1, faces.shape[0]
+    num_loose, num_faces = loose_rgb.shape[0] - 1, colors.shape[0]
     depth = (key >> 32).int().view(torch.float32)
     index = key & 0xFFFFFFFF
     is_face = (index >= num_loose) & (index < num_loose + num_faces)
     face = (index - num_loose).clamp(0, num_faces - 1)
-    u, v, z = _corners(xyz, faces, face, P[:, None, None])
+    u, v, z = _corners(triangles, face, P[:, None, None])
     col = torch.arange(key.shape[2], device=key.device).float()
     row = torch.arange(key.shape[1], device=key.device)[:, None].float()
     _, _, b0, _, _, b1 = _edge_coefficients(tuple(c - col for c in u),
@@ -419,7 +417,7 @@ def _resolve_faces(key: torch.Tensor, xyz: torch.Tensor, rgb: torch.Tensor,
     point = index.clamp_max(num_loose)
     channels = []
     for c in range(3):
-        blend = sum(w * rgb[faces[face, k], c].float() for k, w in enumerate(weights))
+        blend = sum(w * colors[face, k, c].float() for k, w in enumerate(weights))
         face_c = (blend / total + 0.5).clamp(0, 255).to(torch.uint8)
         channels.append(torch.where(is_face, face_c, loose_rgb[point, c]))
     mask = depth < torch.inf
@@ -451,7 +449,7 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
         loose[cloud.faces.view(-1)] = False
         xyz, rgb, spacing = xyz[loose], rgb[loose], None
         faces = _chunk_faces(cloud.xyz, cloud.faces)
-        vertices = torch.cat((cloud.xyz, cloud.xyz.new_full((1, 3), torch.nan)))
+        colors = cloud.rgb[cloud.faces]                                     # (T, 3, 3)
         loose_rgb = torch.cat((rgb, rgb.new_zeros(1, 3)))                  # + black
     else:
         # Colours packed as one int32 per point (and a black sentinel): a 1-d gather.
@@ -474,13 +472,13 @@ def render_points(cloud: PointCloud, K: Intrinsics, c2w: np.ndarray | torch.Tens
                           dtype=torch.int64, device=device)         # + 1: a dump slot per view
         _splat_points(chunks, K, P, zbuf, shapes)
         if faces is not None:
-            _rasterize_faces(faces, vertices, K, P, zbuf, num_loose)
+            _rasterize_faces(faces, K, P, zbuf, num_loose)
         levels = [part.view(stop - start, *level) for part, level in
                   zip(zbuf[:, :-1].split(sizes, dim=1), shapes)]
         zbuf = _compose(levels, config.depth_tolerance)[:, :K.height, :K.width]
         if faces is not None:
             out.rgb[start:stop], out.depth_m[start:stop], out.mask[start:stop] = \
-                _resolve_faces(zbuf, cloud.xyz, cloud.rgb, cloud.faces, loose_rgb, P)
+                _resolve_faces(zbuf, faces[0], colors, loose_rgb, P)
             continue
         depth = (zbuf >> 32).int().view(torch.float32)
         torch.lt(depth, torch.inf, out=out.mask[start:stop])
