@@ -95,14 +95,13 @@ def _chunk_points(xyz: torch.Tensor, spacing: torch.Tensor | None,
             _chunk_boxes(xyz, xyz, chunk))
 
 
-def _chunk_faces(xyz: torch.Tensor, faces: torch.Tensor,
-                 chunk: int = _CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triangles in whole chunks plus one all-padding chunk: their world corners
-    ((C + 1) * chunk, vertex, xyz) (padding NaN; read in order by the rasteriser, where
+def _chunk_faces(xyz: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triangles in whole chunks of `_CHUNK` plus one all-padding chunk: their world corners
+    ((C + 1) * _CHUNK, vertex, xyz) (padding NaN; read in order by the rasteriser, where
     vertex indices would make it gather) and the chunk boxes (C, 8, 3)."""
     corners = xyz[faces]                                                   # (T, 3, 3)
-    boxes = _chunk_boxes(corners.amin(1), corners.amax(1), chunk)
-    pad = (-len(faces)) % chunk + chunk
+    boxes = _chunk_boxes(corners.amin(1), corners.amax(1), _CHUNK)
+    pad = (-len(faces)) % _CHUNK + _CHUNK
     return torch.cat((corners, corners.new_full((pad, 3, 3), torch.nan))), boxes
 
 
