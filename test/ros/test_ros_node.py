@@ -128,6 +128,8 @@ def test_clip_in_ego_frames_out_in_process(harness):
     assert player.wait_for_subscribers(1, topics=ALL_INPUTS)
     player.play()
     _check_outputs(sink, scene, config, 10)            # 12 frames -> two 5-frame clips
+    # a clip counts as published once its frames and its ~/clip_quality are out
+    assert wait_until(lambda: node.stats()["clips_published"] == 2, 10), node.stats()
     stats = node.stats()
     assert stats["clips_published"] == 2 and stats["frames_in"] == 12
     # The prior of a textured plane seen from nearby is mostly covered and not black.
@@ -149,8 +151,8 @@ def test_compressed_input_and_odometry(harness):
                                      context=harness.context))
     assert player.wait_for_subscribers(1, topics=COMPRESSED_INPUTS)
     player.play()
-    assert wait_until(lambda: len(sink.msgs["ego/image"]) == 5, 30)
-    assert node.stats()["clips_published"] == 1
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) == 5
+                      and node.stats()["clips_published"] == 1, 30), node.stats()
 
 
 class BadPublisher:
@@ -333,7 +335,8 @@ def test_bad_stamps_and_a_replayed_clip_still_give_every_clip_and_diagnostics_re
     player.play()                      # a frame stamped a day ahead in the middle (all topics)
     assert wait_until(lambda: len(sink.msgs["ego/image"]) >= 15, 20), node.stats()
     player.play()                      # the same clip again: same stamps (bag --loop)
-    assert wait_until(lambda: len(sink.msgs["ego/image"]) >= 30, 20), node.stats()
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) >= 30
+                      and node.stats()["clips_published"] == 6, 20), node.stats()
     time.sleep(0.2)
     got = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in sink.msgs["ego/image"]]
     assert got == [int(s) for s in good] * 2
@@ -377,8 +380,10 @@ def test_a_burst_of_20_clips_is_matched_and_every_loss_is_counted(harness):
     assert wait_until(lambda: node.stats().get("clips_published") == 3, 30), node.stats()
     # a queue as deep as the burst: all 20 come out
     node, sink, _ = _burst(harness, queue_size=20)
-    assert wait_until(lambda: len(sink.msgs["ego/image"]) == 100, 30), node.stats()
-    assert node.stats()["clips_published"] == 20 and not node.drop_totals()
+    # (a clip counts as published after its frames and its ~/clip_quality are out)
+    assert wait_until(lambda: len(sink.msgs["ego/image"]) == 100
+                      and node.stats()["clips_published"] == 20, 30), node.stats()
+    assert not node.drop_totals()
 
 
 class FailingOnce(Generator):
