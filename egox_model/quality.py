@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from egox_model.errors import InputError
+from egox_model.eval.metrics import psnr
 from egox_model.output import GeneratorOutput
 
-__all__ = ["ClipQuality", "NUMERIC_KEYS", "QUALITY_KEYS", "clip_quality", "covered_psnr",
+__all__ = ["ClipQuality", "NUMERIC_KEYS", "QUALITY_KEYS", "clip_quality",
            "temporal_flicker"]
 
 #: The numeric scores, in the order they are published.
@@ -77,24 +78,6 @@ class ClipQuality:
         settings = {k[len("setting."):]: v for k, v in values.items()
                     if k.startswith("setting.")}
         return cls(backend=values.get("backend", ""), settings=settings, **nums)
-
-
-def covered_psnr(output_rgb: np.ndarray, prior_rgb: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR (dB) of (F, h, w, 3) uint8 frames over the pixels of mask (F, h, w), pooled over
-    the clip: `egox_model.eval.metrics.psnr` computed frame by frame in integers (that one
-    holds float64 copies of the clip: 240 MB at 49 x 448 x 448). inf when equal, nan for an
-    empty mask."""
-    if output_rgb.shape != prior_rgb.shape or mask.shape != output_rgb.shape[:-1]:
-        raise InputError(f"output {output_rgb.shape}, prior {prior_rgb.shape} and mask "
-                         f"{mask.shape} do not match")
-    squared, count = 0, 0
-    for out, prior, covered in zip(output_rgb, prior_rgb, mask):
-        diff = out[covered].astype(np.int64) - prior[covered]
-        squared += int(np.einsum("ij,ij->", diff, diff))
-        count += diff.size
-    if count == 0:
-        return math.nan
-    return math.inf if squared == 0 else 10.0 * math.log10(255.0**2 * count / squared)
 
 
 def temporal_flicker(output_rgb: np.ndarray, prior_rgb: np.ndarray, mask: np.ndarray) -> float:
@@ -147,7 +130,7 @@ def clip_quality(output: GeneratorOutput, stamps_ns: np.ndarray | None = None) -
     return ClipQuality(
         backend=output.backend, frames=len(ego), first_stamp_ns=int(stamps[0]),
         last_stamp_ns=int(stamps[-1]),
-        prior_psnr_db=covered_psnr(ego, prior.rgb, prior.mask) if has_prior else math.nan,
+        prior_psnr_db=psnr(ego, prior.rgb, prior.mask) if has_prior else math.nan,
         prior_coverage=float(prior.mask.mean()) if has_prior else math.nan,
         flicker=temporal_flicker(ego, prior.rgb, prior.mask) if has_prior else math.nan,
         fusion_residual_rms_mean=float(finite.mean()) if finite.size else math.nan,

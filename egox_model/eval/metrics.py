@@ -14,19 +14,25 @@ def psnr(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = N
     """PSNR in dB of (..., H, W, 3) uint8 images over all pixels or where mask (..., H, W).
 
     Pooled over every selected pixel of every frame; inf for identical images, nan for an
-    empty mask.
+    empty selection. Summed frame by frame in integers (exact, and no float copy of a whole
+    clip: 240 MB at 49 x 448 x 448).
     """
     if prediction.shape != target.shape:
         raise InputError(f"prediction shape {prediction.shape} != target shape {target.shape}")
-    err = (prediction.astype(np.float64) - target.astype(np.float64)) ** 2
-    if mask is not None:
-        if mask.shape != prediction.shape[:-1]:
-            raise InputError(f"mask shape {mask.shape} != image shape {prediction.shape[:-1]}")
-        if not mask.any():
-            return float("nan")
-        err = err[mask]
-    mse = float(err.mean())
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+    if mask is not None and mask.shape != prediction.shape[:-1]:
+        raise InputError(f"mask shape {mask.shape} != image shape {prediction.shape[:-1]}")
+    frames = prediction.reshape(-1, *prediction.shape[-3:])
+    targets = target.reshape(frames.shape)
+    masks = (np.ones(frames.shape[:-1], bool) if mask is None
+             else mask.reshape(frames.shape[:-1]))
+    squared, count = 0, 0
+    for frame, truth, selected in zip(frames, targets, masks):
+        diff = frame[selected].astype(np.int64) - truth[selected]
+        squared += int(np.einsum("ij,ij->", diff, diff))
+        count += diff.size
+    if count == 0:
+        return float("nan")
+    return float("inf") if squared == 0 else 10.0 * float(np.log10(255.0**2 * count / squared))
 
 
 def ssim(prediction: np.ndarray, target: np.ndarray) -> float:
