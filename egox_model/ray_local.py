@@ -99,18 +99,16 @@ def connect_ray(address: str, *, namespace: str | None = None) -> Callable[[], N
 
 
 @contextmanager
-def ray_session(address: str, *, num_cpus: int | None = None,
-                namespace: str | None = None) -> Iterator[bool]:
+def ray_session(address: str, *, num_cpus: int | None = None) -> Iterator[None]:
     """`auto`: a private loopback-only Ray for the duration; otherwise connect to the
     cluster at `address` (and disconnect). A Ray this process has already started is used
-    as it is and left running. Yields whether this session started or connected Ray."""
+    as it is and left running."""
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        yield False
+        yield
         return
-    stop = (start_local_ray(num_cpus, namespace=namespace) if address == "auto"
-            else connect_ray(address, namespace=namespace))
+    stop = start_local_ray(num_cpus) if address == "auto" else connect_ray(address)
     try:
-        yield True
+        yield
     finally:
         stop()
