@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from egox_model.config import check_settings, group, setting
+from egox_model.config import check_device, check_settings, group, setting
 from egox_model.errors import ConfigError, InputError
 from egox_model.generator.wan.config import CLIP_IMAGE_CHOICES, DTYPES, MASK_LAYOUTS
 from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, check_num_frames
@@ -122,3 +122,4 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_settings(self)
+        check_device(self.device)

@@ -203,6 +203,7 @@ def test_lora_model_setup(setup):
     ({"data.height": 40}, "parameter data.height=40: must be a multiple of 16"),
     ({"gga_kernel": "split"}, "gga_kernel"),
     ({"optim.lr": 0}, "optim.lr"),
+    ({"device": "gpu"}, "parameter device='gpu': must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
 ])
 def test_config_errors(flags, match):
     from egox_model.config import from_flat
