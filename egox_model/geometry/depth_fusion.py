@@ -1,8 +1,11 @@
 """Fuse a metric per-frame depth D_m with a temporally smooth, affine-ambiguous D_v.
 
 Per frame, fit (alpha, beta) in inverse depth so that 1 / D_f = alpha / D_v + beta matches
-1 / D_m on static, valid pixels (robust: quantile trimming, then refits on the best residuals),
-then smooth (alpha, beta) over time with a bias-corrected exponential moving average.
+1 / D_m on static, valid pixels (robust: quantile trimming, then refits on the best residuals;
+all frames at once), then smooth (alpha, beta) over the clip: each frame takes the mean of
+every frame's fit weighted by momentum^|frame distance|. A clip is fused whole, so the
+window looks both ways: every frame's parameters average the whole clip's metric evidence
+(a causal EMA would leave the first frames with their own fit's scale error).
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import torch
 from egox_model.config import check_settings, setting
 from egox_model.errors import ConfigError, InputError
 
-__all__ = ["FusionConfig", "FusionResult", "fit_inverse_affine", "fuse_depth"]
+__all__ = ["FusionConfig", "FusionResult", "fit_inverse_affine", "fuse_depth",
+           "smooth_over_clip"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,9 @@ class FusionConfig:
     inlier_quantile: float = setting(0.7, "fraction of pixels (smallest |residual|) kept by "
                                      "each refit", low=0.0, high=1.0, low_open=True)
     refits: int = setting(3, "robust refits after the first fit", low=0)
-    momentum: float = setting(0.99, "EMA weight of the previous frame's (alpha, beta); 0 = "
-                              "independent frames", low=0.0, high=1.0, high_open=True)
+    momentum: float = setting(0.99, "temporal smoothing of (alpha, beta): frame f averages "
+                              "every frame k's fit with weight momentum^|f - k| (both ways; "
+                              "0 = independent frames)", low=0.0, high=1.0, high_open=True)
     sample_stride: int = setting(4, "fit on every n-th row and column (the fit needs few "
                                  "pixels)", low=1)
     min_pixels: int = setting(64, "fewest valid pixels a frame's fit needs", low=2)
@@ -61,57 +66,94 @@ class FusionResult:
                 ("alpha", "beta", "alpha_fit", "beta_fit", "inliers", "residual_rms")}
 
 
-def _weighted_lstsq(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> tuple[float, float]:
-    """Closed-form weighted least squares y = a x + b."""
-    sw = w.sum()
-    x_mean, y_mean = (w * x).sum() / sw, (w * y).sum() / sw
+def _weighted_lstsq(x: torch.Tensor, y: torch.Tensor,
+                    w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row closed-form weighted least squares y = a x + b over (F, N) samples; rows
+    without spread in x give NaN."""
+    sw = w.sum(1, keepdim=True)
+    x_mean, y_mean = (w * x).sum(1, keepdim=True) / sw, (w * y).sum(1, keepdim=True) / sw
     dx = x - x_mean
-    var = (w * dx * dx).sum()
-    if not var > 0:
-        return float("nan"), float("nan")
-    a = (w * dx * (y - y_mean)).sum() / var
-    return float(a), float(y_mean - a * x_mean)
+    var = (w * dx * dx).sum(1, keepdim=True)
+    a = (w * dx * (y - y_mean)).sum(1, keepdim=True) / var
+    a = torch.where(var > 0, a, torch.nan)
+    return a, y_mean - a * x_mean
 
 
-def _within_quantiles(values: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """Mask of samples between the lo and hi quantiles (kthvalue: faster than a full sort)."""
-    n = values.numel()
-    low = torch.kthvalue(values, max(1, int(lo * n))).values
-    high = torch.kthvalue(values, max(1, min(n, int(np.ceil(hi * n))))).values
-    return (values >= low) & (values <= high)
+def _row_kth(values: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(F, 1) k-th smallest (1-based, k (F,) long) of each row of (F, N): one kthvalue call
+    per distinct k (rows with the same pixel count share one)."""
+    out = torch.empty(len(values), 1, dtype=values.dtype)
+    for kk in k.unique().tolist():
+        rows = k == kk
+        out[rows] = torch.kthvalue(values[rows], kk, dim=1, keepdim=True).values
+    return out
+
+
+def _fit_rows(x: torch.Tensor, y: torch.Tensor, usable: torch.Tensor,
+              config: FusionConfig) -> tuple[torch.Tensor, ...]:
+    """Robust fit y = alpha x + beta of every row of (F, N) float64 samples where `usable`.
+
+    First fit: plain least squares on the data-space-trimmed samples. Refits: keep the
+    `inlier_quantile` smallest *relative* residuals (depth noise is multiplicative) and weight
+    by 1 / prediction^2. Returns (alpha, beta, inliers, relative residual RMS), each (F,);
+    NaN for rows with too few samples or no fit.
+    """
+    inf = torch.tensor(torch.inf, dtype=x.dtype)
+    n = usable.sum(1)
+    x, y = torch.where(usable, x, 1.0), torch.where(usable, y, 1.0)
+    lo, hi = config.trim_quantiles
+
+    def within(values: torch.Tensor) -> torch.Tensor:
+        ranked = torch.where(usable, values, inf)
+        low = _row_kth(ranked, (lo * n).long().clamp(min=1))
+        high = _row_kth(ranked, torch.ceil(hi * n).long().clamp(1).minimum(n.clamp(min=1)))
+        return (values >= low) & (values <= high)
+
+    keep = usable & within(x) & within(y)
+    keep = torch.where((keep.sum(1) < config.min_pixels)[:, None], usable, keep)
+    alpha, beta = _weighted_lstsq(x, y, keep.double())
+    k = (config.inlier_quantile * n).long().clamp(min=config.min_pixels).minimum(n).clamp(min=1)
+    for _ in range(config.refits):
+        pred = alpha * x + beta
+        rel = ((y - pred) / pred).abs().nan_to_num(nan=torch.inf)
+        rel = torch.where(usable, rel, inf)
+        keep = usable & (rel <= _row_kth(rel, k))
+        alpha, beta = _weighted_lstsq(x, y, keep / pred.square())
+    pred = alpha * x + beta
+    rms = (torch.where(keep, ((y - pred) / pred).square(), 0.0).sum(1)
+           / keep.sum(1)).sqrt()
+    failed = (n < config.min_pixels) | ~torch.isfinite(alpha[:, 0]) | ~torch.isfinite(rms)
+    nan = torch.tensor(torch.nan, dtype=x.dtype)
+    alpha, beta, rms = (torch.where(failed, nan, t.reshape(-1)) for t in (alpha, beta, rms))
+    inliers = torch.where(n < config.min_pixels, n, keep.sum(1))
+    return alpha, beta, inliers, rms
 
 
 def fit_inverse_affine(inv_video: torch.Tensor, inv_metric: torch.Tensor,
                        config: FusionConfig = FusionConfig()) -> tuple[float, float, int, float]:
-    """Robust fit of inv_metric = alpha * inv_video + beta over 1-D samples.
+    """Robust fit of inv_metric = alpha * inv_video + beta over 1-D samples (see
+    `_fit_rows`). Returns (alpha, beta, inliers, relative residual RMS); NaNs when there are
+    too few samples."""
+    x, y = inv_video.double()[None], inv_metric.double()[None]
+    alpha, beta, inliers, rms = _fit_rows(x, y, torch.ones_like(x, dtype=torch.bool), config)
+    return float(alpha[0]), float(beta[0]), int(inliers[0]), float(rms[0])
 
-    First fit: plain least squares on the data-space-trimmed samples. Refits: keep the
-    `inlier_quantile` smallest *relative* residuals (depth noise is multiplicative) and weight
-    by 1 / prediction^2. Returns (alpha, beta, inliers, relative residual RMS); NaNs when
-    there are too few samples.
-    """
-    x, y = inv_video.double(), inv_metric.double()
-    nan = float("nan")
-    if x.numel() < config.min_pixels:
-        return nan, nan, int(x.numel()), nan
-    lo, hi = config.trim_quantiles
-    keep = _within_quantiles(x, lo, hi) & _within_quantiles(y, lo, hi)
-    if int(keep.sum()) < config.min_pixels:
-        keep = torch.ones_like(x, dtype=torch.bool)
-    alpha, beta = _weighted_lstsq(x[keep], y[keep], torch.ones_like(x[keep]))
-    for _ in range(config.refits):
-        if not np.isfinite(alpha):
-            break
-        pred = alpha * x + beta
-        rel = ((y - pred) / pred).abs().nan_to_num(nan=float("inf"))
-        k = max(config.min_pixels, int(config.inlier_quantile * rel.numel()))
-        keep = rel <= torch.kthvalue(rel, min(k, rel.numel())).values
-        alpha, beta = _weighted_lstsq(x[keep], y[keep], 1.0 / pred[keep] ** 2)
-    if not np.isfinite(alpha):
-        return nan, nan, int(keep.sum()), nan
-    pred = alpha * x[keep] + beta
-    rms = float((((y[keep] - pred) / pred) ** 2).mean().sqrt())
-    return alpha, beta, int(keep.sum()), rms
+
+def smooth_over_clip(fits: np.ndarray, momentum: float) -> np.ndarray:
+    """(F, P) per-frame parameters (NaN rows = failed fits) -> (F, P): row f is the mean of
+    the finite rows k weighted by momentum^|f - k|; a row with no weight (momentum 0 at a
+    failed frame) takes its nearest finite row (the earlier one on ties)."""
+    frames = np.arange(len(fits))
+    ok = np.isfinite(fits).all(1)
+    if not ok.any():
+        return np.full_like(fits, np.nan)
+    distance = np.abs(frames[:, None] - frames[None, :])
+    weight = np.where(ok[None, :], float(momentum) ** distance, 0.0)
+    total = weight.sum(1)
+    nearest = np.where(ok[None, :], distance, len(fits)).argmin(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smoothed = (weight @ np.nan_to_num(fits)) / total[:, None]
+    return np.where(total[:, None] > 0, smoothed, fits[nearest])
 
 
 def fuse_depth(depth_video: np.ndarray, depth_mono_m: np.ndarray,
@@ -134,40 +176,26 @@ def fuse_depth(depth_video: np.ndarray, depth_mono_m: np.ndarray,
         raise InputError(f"static_mask shape {static_mask.shape} != depth shape "
                          f"{depth_video.shape}")
     num_frames, s = depth_video.shape[0], config.sample_stride
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv_v = 1.0 / depth_video[:, ::s, ::s]
-        inv_m = 1.0 / depth_mono_m[:, ::s, ::s]
-    usable = (np.isfinite(inv_v) & (inv_v > 0) & np.isfinite(inv_m)
+    inv_v = 1.0 / torch.from_numpy(depth_video[:, ::s, ::s].reshape(num_frames, -1)).double()
+    inv_m = 1.0 / torch.from_numpy(depth_mono_m[:, ::s, ::s].reshape(num_frames, -1)).double()
+    usable = (torch.isfinite(inv_v) & (inv_v > 0) & torch.isfinite(inv_m)
               & (inv_m >= 1.0 / config.max_depth_m))
     if static_mask is not None:
-        usable &= np.asarray(static_mask, dtype=bool)[:, ::s, ::s]
-
-    fits = np.full((num_frames, 2), np.nan)
-    smoothed = np.full((num_frames, 2), np.nan)
-    inliers = np.zeros(num_frames, dtype=np.int64)
-    rms = np.full(num_frames, np.nan)
-    ema, weight = np.zeros(2), 0.0
-    for f in range(num_frames):
-        sel = usable[f]
-        a, b, n, r = fit_inverse_affine(torch.from_numpy(inv_v[f][sel]),
-                                        torch.from_numpy(inv_m[f][sel]), config)
-        fits[f], inliers[f], rms[f] = (a, b), n, r
-        if np.isfinite(a) and np.isfinite(b):
-            ema = config.momentum * ema + (1.0 - config.momentum) * np.array([a, b])
-            weight = config.momentum * weight + (1.0 - config.momentum)
-        if weight > 0:
-            smoothed[f] = ema / weight          # bias-corrected EMA
+        usable &= torch.from_numpy(np.ascontiguousarray(
+            static_mask[:, ::s, ::s], dtype=bool).reshape(num_frames, -1))
+    alpha_fit, beta_fit, inliers, rms = _fit_rows(inv_v, inv_m, usable, config)
+    fits = torch.stack((alpha_fit, beta_fit), 1).numpy()
+    smoothed = smooth_over_clip(fits, config.momentum)
     if not np.isfinite(smoothed).any():
         raise InputError("depth fusion failed on every frame: too few valid static pixels "
                          "where both depth_video and depth_mono_m are positive and finite")
-    first = int(np.argmax(np.isfinite(smoothed[:, 0])))
-    smoothed[:first] = smoothed[first]          # frames before the first successful fit
 
-    # D_f = 1 / (alpha / D_v + beta) = D_v / (alpha + beta * D_v), in one pass.
+    # D_f = 1 / (alpha / D_v + beta) = D_v / (alpha + beta * D_v), in place.
     dv = torch.from_numpy(depth_video)
     alpha_t = torch.from_numpy(smoothed[:, 0]).float()[:, None, None]
     beta_t = torch.from_numpy(smoothed[:, 1]).float()[:, None, None]
-    fused = dv / torch.addcmul(alpha_t, beta_t, dv)
-    fused = torch.where((dv > 0) & (fused > 0) & (fused < config.max_depth_m), fused, 0.0)
+    fused = torch.addcmul(alpha_t, beta_t, dv)
+    torch.div(dv, fused, out=fused)
+    fused.masked_fill_(~((dv > 0) & (fused > 0) & (fused < config.max_depth_m)), 0.0)
     return FusionResult(fused.numpy(), smoothed[:, 0].copy(), smoothed[:, 1].copy(),
-                        fits[:, 0].copy(), fits[:, 1].copy(), inliers, rms)
+                        fits[:, 0].copy(), fits[:, 1].copy(), inliers.numpy(), rms.numpy())

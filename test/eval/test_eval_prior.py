@@ -14,7 +14,8 @@ EGOX = Path(sys.executable).parent / "egox"
 ROW_KEYS = {"name", "seed", "magnification", "angle_deg", "obliqueness_deg", "texture",
             "period_m", "covisible_fraction", "psnr_gt_db", "ssim_gt", "psnr_fused_db",
             "ssim_fused", "reference_psnr_gt_db", "reference_ssim_gt",
-            "reference_psnr_fused_db", "reference_ssim_fused", "above_reference_db", "met"}
+            "reference_psnr_fused_db", "reference_ssim_fused", "above_reference_db", "met",
+            "fused_scale_error_pct"}
 
 
 def test_the_family_varies_every_parameter_at_two_seeds():

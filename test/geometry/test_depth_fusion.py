@@ -1,9 +1,11 @@
 """Depth fusion recovers known (alpha, beta) robustly and handles invalid depth."""
 import numpy as np
 import pytest
+import torch
 
 from egox_model.errors import ConfigError, InputError
-from egox_model.geometry.depth_fusion import FusionConfig, fuse_depth
+from egox_model.geometry.depth_fusion import (FusionConfig, fit_inverse_affine, fuse_depth,
+                                              smooth_over_clip)
 
 ALPHA, BETA = 2.0, 0.1
 
@@ -61,6 +63,52 @@ def test_momentum_smooths_per_frame_jitter():
     smooth = fuse_depth(video, mono, config=FusionConfig(momentum=0.9))
     assert np.std(np.diff(smooth.alpha)) < 0.3 * np.std(np.diff(raw.alpha))
     np.testing.assert_allclose(raw.alpha_fit, smooth.alpha_fit)
+
+
+def test_frames_are_fitted_together_as_each_would_be_alone():
+    """The batched fit of fuse_depth equals the 1-D fit of each frame's own samples, also
+    when frames have different numbers of usable pixels."""
+    rng = np.random.default_rng(7)
+    depth, video, mono = _estimates(rng, frames=5)
+    static = rng.random(depth.shape) > np.linspace(0.1, 0.6, 5)[:, None, None]
+    config = FusionConfig(sample_stride=2)
+    result = fuse_depth(video, mono, static, config)
+    assert len(set(result.inliers.tolist())) == 5
+    for f in range(5):
+        sel = static[f, ::2, ::2]
+        alpha, beta, inliers, rms = fit_inverse_affine(
+            1.0 / torch.from_numpy(video[f, ::2, ::2][sel]).double(),
+            1.0 / torch.from_numpy(mono[f, ::2, ::2][sel]).double(), config)
+        np.testing.assert_allclose([result.alpha_fit[f], result.beta_fit[f]], [alpha, beta],
+                                   rtol=1e-9)
+        assert result.inliers[f] == inliers
+        assert result.residual_rms[f] == pytest.approx(rms, rel=1e-9)
+
+
+def test_smoothing_looks_both_ways_across_the_clip():
+    """The first frame gets the whole clip's evidence, not only its own fit's scale error."""
+    rng = np.random.default_rng(8)
+    depth, video, mono = _estimates(rng, frames=20, outliers=0.0)
+    jitter = rng.standard_normal(20)
+    jitter[0] = 3.0                                       # the first frame's scale is far off
+    mono *= (1.0 + 0.05 * jitter)[:, None, None].astype(np.float32)
+    result = fuse_depth(video, mono)
+    spread = np.std(result.alpha_fit)
+    assert abs(result.alpha[0] - result.alpha[-1]) < 0.2 * spread
+    assert abs(result.alpha[0] - np.mean(result.alpha_fit)) < 0.2 * spread
+
+
+def test_smooth_over_clip_weights_and_failed_frames():
+    fits = np.array([[1.0, 0.0], [np.nan, np.nan], [4.0, 3.0], [2.0, 1.0]])
+    w = 0.5 ** np.abs(np.arange(4)[:, None] - np.array([0, 2, 3])[None])
+    expected = (w @ fits[[0, 2, 3]]) / w.sum(1, keepdims=True)
+    np.testing.assert_allclose(smooth_over_clip(fits, 0.5), expected)
+    np.testing.assert_allclose(smooth_over_clip(fits, 0.5)[::-1],
+                               smooth_over_clip(fits[::-1], 0.5))       # no direction
+    independent = smooth_over_clip(fits, 0.0)
+    np.testing.assert_array_equal(independent[[0, 2, 3]], fits[[0, 2, 3]])
+    np.testing.assert_array_equal(independent[1], fits[0])              # nearest, earlier
+    assert np.isnan(smooth_over_clip(np.full((3, 2), np.nan), 0.9)).all()
 
 
 def test_bad_input_names_the_field():
