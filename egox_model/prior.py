@@ -13,6 +13,7 @@ from egox_model.config import check_device, check_settings, group, setting
 from egox_model.errors import InputError
 from egox_model.geometry.depth_fusion import FusionConfig, fuse_depth
 from egox_model.geometry.dynamic import MotionMaskConfig, motion_masks
+from egox_model.geometry.plane_scale import plane_scale
 from egox_model.geometry.pointcloud import LiftConfig, lift_points
 from egox_model.geometry.render import RenderConfig, render_points
 from egox_model.timing import stage_timer
@@ -80,7 +81,13 @@ def render_ego_prior(clip: Clip, config: PriorConfig = PriorConfig()) -> EgoPrio
         with stage_timer(timings, "fusion", num_frames):
             result = fuse_depth(clip.exo_depth_video, clip.exo_depth_mono_m, static,
                                 config.fusion)
-        depth_m, fusion = result.depth_m, result.diagnostics()
+            depth_m, fusion = result.depth_m, result.diagnostics()
+            if config.fusion.plane.enabled:
+                plane = plane_scale(depth_m, static & (depth_m > 0), clip.exo_K,
+                                    clip.exo_c2w, config.fusion.plane)
+                depth_m *= np.float32(plane.scale)
+                fusion["plane"] = {"scale": plane.scale, "found": plane.found,
+                                   "fraction": plane.plane_fraction}
 
     with stage_timer(timings, "lift", num_frames):
         cloud = lift_points(clip.exo_rgb, depth_m, clip.exo_K, clip.exo_c2w, static,

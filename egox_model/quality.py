@@ -18,6 +18,9 @@ From one `GeneratorOutput` (ego frames O, the ego prior P with its coverage mask
   relative inverse-depth residual (`egox_model.geometry.depth_fusion`), mean and worst
   frame, and `fusion_failed_frames`: frames whose own fit failed. nan / 0 when the clip
   had metric depth (no fusion ran).
+- `fusion_plane_scale`: the scale correction taken from the known plane
+  (`prior.fusion.plane`, `egox_model.geometry.plane_scale`); nan when that is off, or when
+  no plane qualified (the clip kept D_m's scale: worth filtering on).
 - `backend`, `frames`, `first_stamp_ns`, `last_stamp_ns` and `settings`: the backend's
   scalar diagnostics (e.g. steps, seed, guidance_scale, gga.strength), dotted keys.
 """
@@ -37,7 +40,8 @@ __all__ = ["ClipQuality", "NUMERIC_KEYS", "QUALITY_KEYS", "clip_quality",
 
 #: The numeric scores, in the order they are published.
 NUMERIC_KEYS = ("prior_psnr_db", "prior_coverage", "flicker", "fusion_residual_rms_mean",
-                "fusion_residual_rms_max", "fusion_failed_frames", "frames",
+                "fusion_residual_rms_max", "fusion_failed_frames", "fusion_plane_scale",
+                "frames",
                 "first_stamp_ns", "last_stamp_ns")
 #: The keys a quality filter expression may use (`egox_model.quality_filter`).
 QUALITY_KEYS = frozenset({*NUMERIC_KEYS, "backend"})
@@ -57,6 +61,7 @@ class ClipQuality:
     fusion_residual_rms_mean: float
     fusion_residual_rms_max: float
     fusion_failed_frames: int
+    fusion_plane_scale: float = math.nan
     settings: dict[str, str | int | float | bool] = field(default_factory=dict)
 
     def values(self) -> dict[str, float | int | str]:
@@ -127,6 +132,7 @@ def clip_quality(output: GeneratorOutput, stamps_ns: np.ndarray | None = None) -
     residual = np.asarray(prior.fusion.get("residual_rms", []), dtype=np.float64)
     finite = residual[np.isfinite(residual)]
     alpha_fit = np.asarray(prior.fusion.get("alpha_fit", []), dtype=np.float64)
+    plane = prior.fusion.get("plane", {})
     return ClipQuality(
         backend=output.backend, frames=len(ego), first_stamp_ns=int(stamps[0]),
         last_stamp_ns=int(stamps[-1]),
@@ -136,4 +142,5 @@ def clip_quality(output: GeneratorOutput, stamps_ns: np.ndarray | None = None) -
         fusion_residual_rms_mean=float(finite.mean()) if finite.size else math.nan,
         fusion_residual_rms_max=float(finite.max()) if finite.size else math.nan,
         fusion_failed_frames=int((~np.isfinite(alpha_fit)).sum()),
+        fusion_plane_scale=float(plane["scale"]) if plane.get("found") else math.nan,
         settings=_scalar_settings(output.diagnostics))

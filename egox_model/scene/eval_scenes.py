@@ -27,7 +27,10 @@ from egox_model.geometry.pose import look_at
 from egox_model.geometry.projection import backproject, project, transform_points
 from egox_model.scene.room import SceneClip, _cast, _intrinsics
 
-__all__ = ["EVAL_SCENES", "EvalScene", "covisible_mask", "render_eval_scene"]
+__all__ = ["EVAL_SCENES", "TABLE_TOP_Z_M", "EvalScene", "covisible_mask", "render_eval_scene"]
+
+#: World height of the table top (metres): the plane `prior.fusion.plane` can be given.
+TABLE_TOP_Z_M = 0.0
 
 _LIGHT = np.array([0.4, 0.3, 0.85]) / np.linalg.norm([0.4, 0.3, 0.85])
 _EXO_DISTANCE_M = 1.6
@@ -104,7 +107,8 @@ def _objects(spec: EvalScene, exo_azimuth: float, rng: np.random.Generator) -> l
     hue = rng.uniform(0.35, 0.95, size=(4, 3))
     facing = exo_azimuth + np.radians(spec.obliqueness_deg)         # box side normal azimuth
     jitter = rng.uniform(-0.03, 0.03, size=(3, 2))
-    slab = o3d.geometry.TriangleMesh.create_box(1.4, 1.4, 0.05).translate((-0.7, -0.7, -0.05))
+    slab = o3d.geometry.TriangleMesh.create_box(1.4, 1.4, 0.05).translate(
+        (-0.7, -0.7, TABLE_TOP_Z_M - 0.05))
     box_at = np.r_[_TARGET[:2] + jitter[0] + [-0.06, -0.1], 0.1]
     cyl = o3d.geometry.TriangleMesh.create_cylinder(0.06, 0.24, resolution=64)
     plate_yaw = exo_azimuth - np.radians(spec.obliqueness_deg) + np.pi / 2

@@ -15,7 +15,8 @@ ROW_KEYS = {"name", "seed", "magnification", "angle_deg", "obliqueness_deg", "te
             "period_m", "covisible_fraction", "psnr_gt_db", "ssim_gt", "psnr_fused_db",
             "ssim_fused", "reference_psnr_gt_db", "reference_ssim_gt",
             "reference_psnr_fused_db", "reference_ssim_fused", "above_reference_db", "met",
-            "fused_scale_error_pct"}
+            "fused_scale_error_pct", "psnr_fused_plane_db", "reference_psnr_fused_plane_db",
+            "fused_plane_scale_error_pct"}
 
 
 def test_the_family_varies_every_parameter_at_two_seeds():
@@ -64,7 +65,7 @@ def test_eval_prior_command_runs_end_to_end_at_a_tiny_size():
     assert len(result["scenes"]) == len([s for s in EVAL_SCENES if s.seed == 0])
     for row in result["scenes"]:
         assert ROW_KEYS <= set(row)
-        assert set(row["met"]) == {"gt_db", "fused_db", "above_reference_db"}
+        assert set(row["met"]) == {"gt_db", "fused_db", "fused_plane_db", "above_reference_db"}
         scores = [k for k in ROW_KEYS if k.startswith(("psnr", "ssim", "reference"))]
         assert all(np.isfinite(row[k]) for k in scores)
         margin = row["psnr_gt_db"] - row["reference_psnr_gt_db"]
