@@ -13,7 +13,7 @@ from egox_model.config import check_device, check_settings, group, setting
 from egox_model.errors import InputError
 from egox_model.geometry.depth_fusion import FusionConfig, fuse_depth
 from egox_model.geometry.dynamic import MotionMaskConfig, motion_masks
-from egox_model.geometry.plane_scale import plane_scale
+from egox_model.geometry.plane_scale import PlaneScaleConfig, plane_correction
 from egox_model.geometry.pointcloud import LiftConfig, lift_points
 from egox_model.geometry.render import RenderConfig, render_points
 from egox_model.timing import stage_timer
@@ -27,6 +27,9 @@ class PriorConfig:
 
     fusion: FusionConfig = group(FusionConfig, "depth fusion of D_m and D_v (skipped when a "
                                  "metric depth topic is used)")
+    plane: PlaneScaleConfig = group(PlaneScaleConfig, "metric scale of fused depth from a "
+                                    "horizontal plane at a known height (D_m's scale error "
+                                    "moves the whole prior; docs/prior.md)")
     lift: LiftConfig = group(LiftConfig, "which exo pixels become world points")
     render: RenderConfig = group(RenderConfig, "z-buffered splatting at the ego poses")
     motion: MotionMaskConfig = group(MotionMaskConfig, "motion masks, used when no dynamic-"
@@ -82,12 +85,11 @@ def render_ego_prior(clip: Clip, config: PriorConfig = PriorConfig()) -> EgoPrio
             result = fuse_depth(clip.exo_depth_video, clip.exo_depth_mono_m, static,
                                 config.fusion)
             depth_m, fusion = result.depth_m, result.diagnostics()
-            if config.fusion.plane.enabled:
-                plane = plane_scale(depth_m, static & (depth_m > 0), clip.exo_K,
-                                    clip.exo_c2w, config.fusion.plane)
-                depth_m *= np.float32(plane.scale)
-                fusion["plane"] = {"scale": plane.scale, "found": plane.found,
-                                   "fraction": plane.plane_fraction}
+            if config.plane.enabled:
+                plane = plane_correction(depth_m, static & (depth_m > 0), clip.exo_K,
+                                         clip.exo_c2w, config.plane)
+                depth_m = plane.apply(depth_m)
+                fusion["plane"] = plane.diagnostics()
 
     with stage_timer(timings, "lift", num_frames):
         cloud = lift_points(clip.exo_rgb, depth_m, clip.exo_K, clip.exo_c2w, static,

@@ -18,9 +18,9 @@ From one `GeneratorOutput` (ego frames O, the ego prior P with its coverage mask
   relative inverse-depth residual (`egox_model.geometry.depth_fusion`), mean and worst
   frame, and `fusion_failed_frames`: frames whose own fit failed. nan / 0 when the clip
   had metric depth (no fusion ran).
-- `fusion_plane_scale`: the scale correction taken from the known plane
-  (`prior.fusion.plane`, `egox_model.geometry.plane_scale`); nan when that is off, or when
-  no plane qualified (the clip kept D_m's scale: worth filtering on).
+- `fusion_plane_scale`: the median scale correction taken from the known plane
+  (`prior.plane`, `egox_model.geometry.plane_scale`); nan when that is off, or when no
+  frame's plane qualified (the clip kept D_m's scale: worth filtering on).
 - `backend`, `frames`, `first_stamp_ns`, `last_stamp_ns` and `settings`: the backend's
   scalar diagnostics (e.g. steps, seed, guidance_scale, gga.strength), dotted keys.
 """
@@ -142,5 +142,5 @@ def clip_quality(output: GeneratorOutput, stamps_ns: np.ndarray | None = None) -
         fusion_residual_rms_mean=float(finite.mean()) if finite.size else math.nan,
         fusion_residual_rms_max=float(finite.max()) if finite.size else math.nan,
         fusion_failed_frames=int((~np.isfinite(alpha_fit)).sum()),
-        fusion_plane_scale=float(plane["scale"]) if plane.get("found") else math.nan,
+        fusion_plane_scale=float(plane["scale"]) if plane.get("found_frames") else math.nan,
         settings=_scalar_settings(output.diagnostics))

@@ -3,7 +3,7 @@
 Per scene (`egox_model.scene.eval_scenes`), the prior is rendered from the ground-truth exo
 depth, from depth fused out of synthetic estimates (`synthetic_depth_estimates` ->
 `fuse_depth`), and from the same fused depth with its scale taken from the table top's
-known height (`prior.fusion.plane`), and scored on the covisible ego pixels against the
+known height (`prior.plane`), and scored on the covisible ego pixels against the
 ray-cast ego images. The reference, run on the very same depth in the same run, is the
 plain splat the prior must beat: every lifted exo pixel drawn as a fixed 5x5-pixel square;
 per pixel, the colours of the splats within 2 % of the nearest splat's depth are averaged.
@@ -117,12 +117,11 @@ def _score_scene(spec: EvalScene, num_frames: int, size: int,
         scene.exo_depth_m, seed=zlib.crc32(f"{spec.name}/{spec.seed}".encode()))
     fused = scene.to_clip(exo_depth_mono_m=estimates.depth_mono_m,
                           exo_depth_video=estimates.depth_video)
-    plane = dataclasses.replace(config.fusion.plane, enabled=True, z_m=TABLE_TOP_Z_M)
+    plane = dataclasses.replace(config.plane, enabled=True, z_m=TABLE_TOP_Z_M)
     runs: dict[str, tuple[Clip, PriorConfig]] = {
         "gt": (scene.to_clip(), config),
         "fused": (fused, config),
-        "fused_plane": (fused, dataclasses.replace(
-            config, fusion=dataclasses.replace(config.fusion, plane=plane)))}
+        "fused_plane": (fused, dataclasses.replace(config, plane=plane))}
     row = {**scene.meta, "covisible_fraction": round(float(scene.ego_covisible.mean()), 4)}
     for depth, (clip, run_config) in runs.items():
         prior = render_ego_prior(clip, run_config)
@@ -179,7 +178,7 @@ def format_prior_eval(result: dict) -> str:
     targets = result["targets"]
     lines.append("scale %: median error of the fused exo depth (what the fused column "
                  "follows); +plane: fused, scale from the table top's known height "
-                 "(prior.fusion.plane)")
+                 "(prior.plane)")
     lines.append(f"targets: GT >= {targets['gt_db']:.0f} dB, fused >= {targets['fused_db']:.0f}"
                  f" dB, GT >= reference + {targets['above_reference_db']:.0f} dB: "
                  f"{'all met' if result['all_met'] else 'NOT all met'} "

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from egox_model.config import check_settings, group, setting
+from egox_model.config import check_settings, setting
 from egox_model.errors import ConfigError, InputError
-from egox_model.geometry.plane_scale import PlaneScaleConfig
 
 __all__ = ["FusionConfig", "FusionResult", "fit_inverse_affine", "fuse_depth",
            "smooth_over_clip"]
@@ -40,9 +39,6 @@ class FusionConfig:
     min_pixels: int = setting(64, "fewest valid pixels a frame's fit needs", low=2)
     max_depth_m: float = setting(1000.0, "depths beyond this (metres) are invalid", low=0.0,
                                  low_open=True)
-    plane: PlaneScaleConfig = group(PlaneScaleConfig, "metric scale from a horizontal plane "
-                                    "at a known height (D_m's scale error moves the whole "
-                                    "prior; docs/prior.md)")
 
     def __post_init__(self) -> None:
         check_settings(self)

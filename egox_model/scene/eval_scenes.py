@@ -29,7 +29,7 @@ from egox_model.scene.room import SceneClip, _cast, _intrinsics
 
 __all__ = ["EVAL_SCENES", "TABLE_TOP_Z_M", "EvalScene", "covisible_mask", "render_eval_scene"]
 
-#: World height of the table top (metres): the plane `prior.fusion.plane` can be given.
+#: World height of the table top (metres): the plane `prior.plane` can be given.
 TABLE_TOP_Z_M = 0.0
 
 _LIGHT = np.array([0.4, 0.3, 0.85]) / np.linalg.norm([0.4, 0.3, 0.85])

@@ -9,7 +9,7 @@ import torch
 from egox_model.config.tree import from_flat
 from egox_model.errors import ConfigError
 from egox_model.geometry.camera import Intrinsics
-from egox_model.geometry.plane_scale import PlaneScaleConfig, plane_scale
+from egox_model.geometry.plane_scale import PlaneScaleConfig, plane_correction
 from egox_model.geometry.pose import look_at
 from egox_model.geometry.projection import backproject
 from egox_model.output import GeneratorOutput
@@ -45,10 +45,16 @@ def test_recovers_the_scale_of_a_plane_beside_another_surface(eye, target, z_m, 
     # The plane on most columns, a box top 0.25 m higher on a third of them.
     depth = _depth_to_planes(c2w, [("z", z_m, slice(None)), ("z", z_m + 0.25, slice(0, 100))])
     assert (depth > 0).mean() > 0.7
-    found = plane_scale(depth[None] * error, (depth > 0)[None], K, c2w[None],
-                        PlaneScaleConfig(enabled=True, z_m=z_m))
-    assert found.found and found.scale == pytest.approx(1 / error, rel=1e-4)
-    assert 0.5 < found.plane_fraction < 0.8
+    # Two frames: one with a pure scale error, one with a shift in inverse depth as well.
+    wrong = np.stack((depth * error, depth / (1.0 + 0.004 * depth)))
+    config = PlaneScaleConfig(enabled=True, z_m=z_m)
+    found = plane_correction(wrong, wrong > 0, K, np.stack((c2w, c2w)), config)
+    assert found.found.all() and (found.plane_fraction > 0.5).all()
+    assert (found.plane_fraction < 0.8).all()             # the box top is not the plane
+    truth = np.stack((depth, depth))
+    np.testing.assert_allclose(found.apply(wrong), truth, rtol=2e-4)
+    assert plane_correction(wrong[:1], wrong[:1] > 0, K, c2w[None], config).scale == \
+        pytest.approx(1 / error, rel=1e-6)
 
 
 def test_no_plane_in_range_leaves_the_scale_alone():
@@ -57,10 +63,24 @@ def test_no_plane_in_range_leaves_the_scale_alone():
     plane = _depth_to_planes(c2w, [("z", 0.0, slice(None))])
     config = PlaneScaleConfig(enabled=True, z_m=0.0)
     for depth in (wall, plane * 1.4):                     # no plane / beyond max_correction
-        found = plane_scale(depth[None], (depth > 0)[None], K, c2w[None], config)
-        assert not found.found and found.scale == 1.0
-    found = plane_scale(plane[None], np.zeros((1, *plane.shape), bool), K, c2w[None], config)
-    assert not found.found and found.plane_fraction == 0.0
+        found = plane_correction(depth[None], (depth > 0)[None], K, c2w[None], config)
+        assert not found.found.any() and found.scale == 1.0
+        np.testing.assert_array_equal(found.apply(depth[None])[0], depth)
+    nothing = np.zeros((1, *plane.shape), bool)
+    found = plane_correction(plane[None], nothing, K, c2w[None], config)
+    assert not found.found.any() and found.plane_fraction[0] == 0.0
+
+
+def test_a_frame_without_the_plane_takes_its_neighbours_correction():
+    c2w = look_at(np.array([1.6, 0.0, 1.2]), np.zeros(3))
+    plane = _depth_to_planes(c2w, [("z", 0.0, slice(None))])
+    wall = _depth_to_planes(c2w, [("x", -0.5, slice(None))])
+    frames = np.stack((plane * 1.05, wall, plane * 0.97))
+    found = plane_correction(frames, frames > 0, K, np.stack([c2w] * 3),
+                             PlaneScaleConfig(enabled=True, z_m=0.0))
+    np.testing.assert_array_equal(found.found, [True, False, True])
+    assert found.a[1] == found.a[0] and found.b[1] == found.b[0]
+    np.testing.assert_allclose(found.apply(frames)[2], plane, rtol=2e-4)
     with pytest.raises(ConfigError, match="max_correction"):
         PlaneScaleConfig(max_correction=1.5)
 
@@ -79,11 +99,11 @@ def test_the_prior_takes_its_scale_from_the_table_top():
         return np.median(prior.exo_depth_m[lifted] / scene.exo_depth_m[lifted]) - 1.0
 
     plain = render_ego_prior(clip)
-    planed = render_ego_prior(clip, from_flat(PriorConfig, {"fusion.plane.enabled": True,
-                                                            "fusion.plane.z_m": 0.0}))
+    planed = render_ego_prior(clip, from_flat(PriorConfig, {"plane.enabled": True,
+                                                            "plane.z_m": 0.0}))
     assert abs(scale_error(plain)) > 0.02
     assert abs(scale_error(planed)) < 0.001
-    assert planed.fusion["plane"]["found"]
+    assert planed.fusion["plane"]["found_frames"] == 3
     expected = 1 / (1 + scale_error(plain))
     assert planed.fusion["plane"]["scale"] == pytest.approx(expected, rel=2e-3)
     output = GeneratorOutput(ego_rgb=planed.rgb, prior=planed, backend="prior",
