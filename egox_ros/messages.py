@@ -7,17 +7,19 @@ typestore messages for `egox convert`. Both build the same content.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from egox_model.geometry.camera import Intrinsics
 from egox_model.errors import InputError
-from egox_model.quality import ClipQuality
 from egox_model.quality_filter import QualityFilter
 from egox_model.geometry.pose import QUATERNION_TOLERANCE, check_unit_quaternion, pose_to_c2w
 from egox_ros.errors import MessageError
 from egox_ros.image_conversion import numpy_to_image
+
+if TYPE_CHECKING:       # only a type here; importing it loads torch (the player needs none)
+    from egox_model.quality import ClipQuality
 
 __all__ = ["CLIP_QUALITY_TYPE", "MessageFactory", "RclpyFactory", "RosbagsFactory",
            "pose_msg_to_c2w", "quality_values", "stamp_ns"]
