@@ -57,7 +57,9 @@ def test_every_node_parameter_is_a_flag(changed_values, tmp_path):
     assert to_flat(load_config(path)) != to_flat(EgoxConfig())
 
 
-@pytest.mark.parametrize("args,message", [
+#: (args, what stderr says). Each runs in this process through `main()` (what the console
+#: script calls), except those in IN_A_PROCESS: they run as a real `egox` process.
+USER_ERRORS = [
     (["demo", "--wan.num_inference_steps", "0", "--no-ros"],
      "error: parameter wan.num_inference_steps=0: must be an integer >= 1"),
     (["demo", "--backend", "wan", "--no-ros"],
@@ -76,12 +78,38 @@ def test_every_node_parameter_is_a_flag(changed_values, tmp_path):
      "parameter topics=['exo/image_raw']: ['exo/image_raw'] are not absolute topic names"),
     (["record", "--out", "broken.yaml", "/a"], "error: --out broken.yaml already exists"),
     (["demo", "--seed", "-1", "--no-ros"], "Invalid value for '--seed'"),
-])
-def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
+]
+#: A YAML reader's error, and one raised under ROS (rclpy initialised, logged by rcl; it
+#: would change this process's DDS settings).
+IN_A_PROCESS = {4, 8}
+
+
+def _check_user_error(returncode: int, stderr: str, message: str, tmp_path: Path) -> None:
+    assert returncode == 2, stderr
+    assert message in stderr and "Traceback" not in stderr
+    if "Invalid value" not in message:                  # typer's own usage errors: a box
+        assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "report.json").exists()      # nothing ran
+
+
+@pytest.mark.parametrize("args,message", [case for i, case in enumerate(USER_ERRORS)
+                                          if i not in IN_A_PROCESS])
+def test_user_errors_exit_2_with_one_line(tmp_path, args, message, monkeypatch, capfd):
+    """Through `egox_ros.cli.main`, in this process (an `egox` process pays seconds of imports
+    per case; the process boundary itself is checked below)."""
+    from egox_ros.cli import main
+
+    (tmp_path / "broken.yaml").write_text("egox:\n  ros__parameters:\n    fps: : 3\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["egox", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    _check_user_error(exit_.value.code, capfd.readouterr().err, message, tmp_path)
+
+
+@pytest.mark.parametrize("args,message", [USER_ERRORS[i] for i in sorted(IN_A_PROCESS)])
+def test_user_errors_of_the_egox_process_exit_2_with_one_line(tmp_path, args, message):
+    """The same rule at the process boundary: status 2, one line on stderr."""
     (tmp_path / "broken.yaml").write_text("egox:\n  ros__parameters:\n    fps: : 3\n")
     proc = _egox(*args, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert message in proc.stderr and "Traceback" not in proc.stderr
-    if "Invalid value" not in message:                  # typer's own usage errors: a box
-        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert not (tmp_path / "report.json").exists()      # nothing ran
+    _check_user_error(proc.returncode, proc.stderr, message, tmp_path)
