@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from egox_model.errors import InputError
 from egox_model.eval.metrics import psnr
@@ -91,15 +92,17 @@ def temporal_flicker(output_rgb: np.ndarray, prior_rgb: np.ndarray, mask: np.nda
     if output_rgb.shape != prior_rgb.shape or mask.shape != output_rgb.shape[:-1]:
         raise InputError(f"output {output_rgb.shape}, prior {prior_rgb.shape} and mask "
                          f"{mask.shape} do not match")
-    total, count = 0.0, 0
-    for t in range(len(output_rgb) - 1):
-        both = mask[t] & mask[t + 1]
-        if not both.any():
-            continue
-        d_out = output_rgb[t + 1][both].astype(np.int16) - output_rgb[t][both]
-        d_prior = prior_rgb[t + 1][both].astype(np.int16) - prior_rgb[t][both]
-        total += float(np.abs(d_out - d_prior).sum())
-        count += d_out.size
+    output = torch.from_numpy(np.ascontiguousarray(output_rgb))
+    prior = torch.from_numpy(np.ascontiguousarray(prior_rgb))
+    covered = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))
+    total, count = 0, 0
+    for t in range(len(output) - 1):
+        both = covered[t] & covered[t + 1]
+        change = ((output[t + 1].to(torch.int16) - output[t])
+                  - (prior[t + 1].to(torch.int16) - prior[t]))
+        per_pixel = change.abs_().sum(-1, dtype=torch.int32).masked_fill_(~both, 0)
+        total += int(per_pixel.sum(dtype=torch.int64))
+        count += 3 * int(both.sum())
     return total / count if count else float("nan")
 
 
