@@ -88,3 +88,30 @@ def test_static_camera_smoothing_reduces_flicker_without_trails(seed, noise):
     with np.errstate(divide="ignore"):
         off, _ = video_depth(inverse, smoothing=0.5, camera_static=False)
     np.testing.assert_array_equal(off, plain)
+
+
+@pytest.mark.parametrize("scene_config, bias", zip(SCENES, (0.94, 1.07, 0.96)),
+                         ids=["default-fov", "narrow", "wide-moving"])
+def test_a_known_floor_removes_a_biased_metric_models_scale(scene_config, bias):
+    """A metric model whose scale is off by several % (fusion keeps its scale): with the
+    floor's height given (prior.plane), the prior's exo depth is metric again."""
+    from egox_model.config.tree import from_flat
+
+    scene = render_scene(scene_config)
+    truth = scene.exo_depth_m
+    perception = Perception(MetricFromTruth(truth * bias, noise=0.03, seed=scene_config.seed),
+                            RelativeFromTruth(truth, seed=scene_config.seed))
+    bare = scene.to_clip()
+    clip, _ = perception.complete(type(bare)(**{**bare.__dict__, "exo_depth_m": None}))
+    static = ~scene.dynamic_mask
+
+    def scale(prior):
+        valid = (prior.exo_depth_m > 0) & (truth > 0) & static
+        return float(np.median(prior.exo_depth_m[valid] / truth[valid]))
+
+    plain = render_ego_prior(clip, PriorConfig())
+    floor = render_ego_prior(clip, from_flat(PriorConfig, {"plane.enabled": True,
+                                                           "plane.z_m": 0.0}))
+    assert abs(scale(plain) - bias) < 0.01
+    assert abs(scale(floor) - 1) < 0.003
+    assert floor.fusion["plane"]["found_frames"] == scene_config.num_frames
