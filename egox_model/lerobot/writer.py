@@ -17,9 +17,13 @@
                                    other in it, located by from/to_timestamp
 
 Episodes are added one at a time (`add_episode`); `close()` writes the tables and metadata.
-An existing dataset is appended to: its features and fps must match, and (as lerobot does
-when it resumes recording) this writer's episodes go to the next data, video and episodes
-file after the latest episode's.
+As lerobot does, an episode starts a new data file once the current one holds
+`data_files_size_in_mb` (in memory, before compression) and a new video file once the
+camera's holds `video_files_size_in_mb` of encoded frames (the encoder's lookahead, a few
+dozen frames, counts late); an episode never spans two files. An
+existing dataset is appended to: its features and fps must match, its file sizes apply, and
+(as lerobot does when it resumes recording) this writer's episodes go to the next data,
+video and episodes file after the latest episode's.
 """
 from __future__ import annotations
 
@@ -103,7 +107,8 @@ def _read_tasks(root: Path) -> list[str]:
 
 class _VideoFile:
     """One camera's mp4 of this writer: H.264 (or another PyAV encoder), yuv420p, GOP 2
-    (lerobot's default for random access), constant frame rate, pts = frame number."""
+    (lerobot's default for random access), constant frame rate, pts = frame number. `bytes`:
+    the encoded size so far (the encoder holds back its lookahead, a few dozen frames)."""
 
     def __init__(self, path: Path, fps: int, size: tuple[int, int], vcodec: str, crf: int):
         height, width = size
@@ -111,7 +116,7 @@ class _VideoFile:
             raise InputError(f"{path.parent.parent.parent.name}: frames are {width}x{height}; "
                              "yuv420p video needs even sizes")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.size, self.frames = path, size, 0
+        self.path, self.size, self.frames, self.bytes = path, size, 0, 0
         self.container = av.open(str(path), "w")
         self.stream = self.container.add_stream(vcodec, rate=fps,
                                                 options={"g": "2", "crf": str(crf)})
@@ -124,11 +129,15 @@ class _VideoFile:
                              f"the video is {self.size} uint8 RGB")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts, frame.time_base = self.frames, self.time_base
-        self.container.mux(self.stream.encode(frame))
+        self._mux(self.stream.encode(frame))
         self.frames += 1
 
+    def _mux(self, packets: list) -> None:
+        self.container.mux(packets)
+        self.bytes += sum(packet.size for packet in packets)
+
     def close(self) -> None:
-        self.container.mux(self.stream.encode(None))
+        self._mux(self.stream.encode(None))
         self.container.close()
 
 
@@ -152,7 +161,9 @@ class LeRobotWriter:
 
     def __init__(self, root: str | Path, *, fps: int, vectors: Mapping[str, list[str]],
                  cameras: Mapping[str, tuple[int, int]], vcodec: str = "h264", crf: int = 23,
-                 robot_type: str | None = None) -> None:
+                 robot_type: str | None = None,
+                 data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
+                 video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB) -> None:
         if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
             raise ConfigError("LeRobot stores fps as a positive integer", key="fps", value=fps)
         bad = [k for k in [*vectors, *(video_key(c) for c in cameras)] if "/" in k]
@@ -169,19 +180,24 @@ class LeRobotWriter:
             for name, (h, w) in self.cameras.items()})
         self.features.update(DEFAULT_FEATURES)
         self._videos: dict[str, _VideoFile] = {}
+        self._finished_video_info: dict[str, dict] = {}     # feature key -> a closed file's
         self._rows: dict[str, list] = {key: [] for key in self.features
                                        if self.features[key]["dtype"] != "video"}
+        self._data_bytes = 0                    # of the rows held for the current data file
         self._episodes: list[dict[str, Any]] = []
         self._episode_stats: list[dict] = []
         self._closed = False
-        self._open_existing() if (self.root / INFO_PATH).exists() else self._start_new(robot_type)
+        if (self.root / INFO_PATH).exists():
+            self._open_existing()
+        else:
+            self._start_new(robot_type, data_files_size_in_mb, video_files_size_in_mb)
 
     # ---- dataset state ---------------------------------------------------------------------
-    def _start_new(self, robot_type: str | None) -> None:
+    def _start_new(self, robot_type: str | None, data_mb: float, video_mb: float) -> None:
         self.info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
                      "total_episodes": 0, "total_frames": 0, "total_tasks": 0,
-                     "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
-                     "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB, "fps": self.fps,
+                     "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": data_mb,
+                     "video_files_size_in_mb": video_mb, "fps": self.fps,
                      "splits": {}, "data_path": DATA_PATH,
                      "video_path": VIDEO_PATH if self.cameras else None,
                      "features": self.features}
@@ -239,6 +255,9 @@ class LeRobotWriter:
             raise InputError(f"episode lacks {sorted(missing)}")
         episode = self.info["total_episodes"]
         start = self.info["total_frames"]
+        if self._data_bytes >= self.info["data_files_size_in_mb"] * 2**20:
+            self._write_data()
+            self.data_file = _next_file(*self.data_file)
         if task not in self.tasks:
             self.tasks.append(task)
         frame_index = np.arange(length)
@@ -283,6 +302,7 @@ class LeRobotWriter:
                     for key, feature in stats.items() for name, value in feature.items()})
         for key in self._rows:
             self._rows[key].append(columns[key])
+            self._data_bytes += columns[key].nbytes
         self._episodes.append(row)
         self._episode_stats.append(stats)
         self.info["total_episodes"] += 1
@@ -290,9 +310,18 @@ class LeRobotWriter:
         return episode
 
     def _video(self, camera: str) -> _VideoFile:
+        """The camera's open video file, a new one when the current one is full."""
+        key = video_key(camera)
+        current = self._videos.get(camera)
+        if current is not None and \
+                current.bytes >= self.info["video_files_size_in_mb"] * 2**20:
+            current.close()
+            self._finished_video_info.setdefault(key, _video_info(current.path))
+            self.video_files[key] = _next_file(*self.video_files[key])
+            del self._videos[camera]
         if camera not in self._videos:
-            chunk, file = self.video_files[video_key(camera)]
-            path = self.root / VIDEO_PATH.format(video_key=video_key(camera), chunk_index=chunk,
+            chunk, file = self.video_files[key]
+            path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk,
                                                  file_index=file)
             self._videos[camera] = _VideoFile(path, self.fps, self.cameras[camera],
                                               self.vcodec, self.crf)
@@ -319,13 +348,15 @@ class LeRobotWriter:
             {k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()},
             indent=4))
         for camera, video in self._videos.items():
-            feature = self.info["features"][video_key(camera)]
-            feature.setdefault("info", _video_info(video.path))
+            key = video_key(camera)
+            self.info["features"][key].setdefault(
+                "info", self._finished_video_info.get(key) or _video_info(video.path))
         self.info["total_tasks"] = len(self.tasks)
         self.info["splits"] = {"train": f"0:{self.info['total_episodes']}"}
         (self.root / INFO_PATH).write_text(json.dumps(self.info, indent=4))
 
     def _write_data(self) -> None:
+        """The rows held for the current data file, to it; then none are held."""
         arrays, fields = [], []
         for key, parts in self._rows.items():
             values = np.concatenate(parts)
@@ -340,6 +371,8 @@ class LeRobotWriter:
                                             file_index=self.data_file[1])
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_arrays(arrays, names=fields), path, compression="snappy")
+        self._rows = {key: [] for key in self._rows}
+        self._data_bytes = 0
 
     def __enter__(self) -> LeRobotWriter:
         return self

@@ -16,6 +16,7 @@ from rosbags.typesys import Stores, get_typestore
 from typer.testing import CliRunner
 
 from egox_model.geometry.pose import slerp
+from egox_model.lerobot.writer import LeRobotWriter
 from egox_model.quality import ClipQuality
 from egox_ros.errors import BagError
 from egox_ros.image_conversion import numpy_to_compressed, numpy_to_image
@@ -131,7 +132,7 @@ def _decode(path: Path) -> tuple[np.ndarray, list[float]]:
     return np.stack([f for _, f in frames]), [t for t, _ in frames]
 
 
-def check_layout(root: Path) -> dict:
+def check_layout(root: Path, files_size_in_mb: tuple[float, float] = (100, 200)) -> dict:
     """Every file of the v3 layout, its schema and its cross references; returns info."""
     info = json.loads((root / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0"
@@ -139,7 +140,7 @@ def check_layout(root: Path) -> dict:
     assert info["video_path"] == \
         "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
     assert (info["chunks_size"], info["data_files_size_in_mb"],
-            info["video_files_size_in_mb"]) == (1000, 100, 200)
+            info["video_files_size_in_mb"]) == (1000, *files_size_in_mb)
     features = info["features"]
     assert list(features)[-5:] == ["timestamp", "frame_index", "episode_index", "index",
                                    "task_index"]
@@ -389,6 +390,50 @@ def test_appending_a_second_episode(tmp_path):
     assert len(runs) == 2
     with pytest.raises(Exception, match="30 fps|15 fps"):
         export_lerobot(tmp_path / "bag", tmp_path / "ds", _config(fps=30))
+
+
+def test_full_files_roll_over_to_new_ones(tmp_path):
+    """Small file limits: episodes start new data and video files as lerobot's do, no episode
+    spans two files, and each episode's frames read back from its file at its timestamps;
+    an appending writer continues after the last file."""
+    sizes = (2500 / 2**20, 3000 / 2**20)          # ~55 frames of rows, a few KB of video
+    ramp = np.linspace(0, 160, 48, dtype=np.float32)[None, :, None]
+
+    def episode(value: int, length: int) -> np.ndarray:
+        frames = ramp + np.arange(length, dtype=np.float32)[:, None, None, None] * 8 + value
+        return np.broadcast_to(frames, (length, 32, 48, 3)).astype(np.uint8)
+
+    lengths = (30, 45, 25, 35, 40)                 # x264 holds back ~40 frames
+    videos = [episode(10 * i, n) for i, n in enumerate(lengths)]
+    for first, count in ((0, 3), (3, 2)):                      # a second run appends
+        with LeRobotWriter(tmp_path / "ds", fps=10, vectors={"observation.state": ["a", "b"]},
+                           cameras={"cam": (32, 48)}, data_files_size_in_mb=sizes[0],
+                           video_files_size_in_mb=sizes[1]) as writer:
+            for i in range(first, first + count):
+                writer.add_episode(task="t", length=lengths[i], videos={"cam": iter(videos[i])},
+                                   vectors={"observation.state": np.full((lengths[i], 2), i)})
+    info = check_layout(tmp_path / "ds", sizes)
+    assert info["total_episodes"] == 5
+    rows = pq.read_table(tmp_path / "ds/meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    rows += pq.read_table(tmp_path / "ds/meta/episodes/chunk-000/file-001.parquet").to_pylist()
+    data_files = [r["data/file_index"] for r in rows]
+    video_files = [r["videos/observation.images.cam/file_index"] for r in rows]
+    assert data_files == sorted(data_files) and len(set(data_files)) >= 3, data_files
+    assert len(set(data_files[:3])) >= 2                     # rolled over within one run
+    assert video_files == sorted(video_files) and len(set(video_files[:3])) >= 2, video_files
+    for i, row in enumerate(rows):
+        path = tmp_path / "ds" / info["video_path"].format(
+            video_key="observation.images.cam", chunk_index=0, file_index=video_files[i])
+        frames, times = _decode(path)
+        start = row["videos/observation.images.cam/from_timestamp"]
+        mine = [f for f, t in zip(frames, times) if abs(t - start) < 1e-4 or
+                start < t < row["videos/observation.images.cam/to_timestamp"] - 1e-4]
+        assert len(mine) == lengths[i]
+        assert np.abs(np.stack(mine).astype(int) - videos[i]).mean() < 4.0
+        data = pq.read_table(tmp_path / "ds" / info["data_path"].format(
+            chunk_index=0, file_index=data_files[i]))
+        state = data.filter(pa.compute.equal(data["episode_index"], i))["observation.state"]
+        assert len(state) == lengths[i] and state.to_pylist()[0] == [i, i]
 
 
 def test_the_demo_ends_with_a_lerobot_export(tmp_path):
