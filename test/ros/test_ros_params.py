@@ -193,10 +193,17 @@ def _run_node(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     (["-p", "backend:=wan", "-p", "wan.model_dir:=/nonexistent/wan"],
      "backend='wan' could not be built"),
 ])
-def test_node_process_exits_2_with_one_line_and_no_traceback(args, message):
-    proc = _run_node(*args)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 2, output
+def test_node_main_exits_2_with_one_line_and_no_traceback(args, message, capfd):
+    """`egox_ros.node.main` (what the console script runs) in this process, its output
+    captured at the file descriptors; a real node process: the next test, and
+    test_ros_entry_points / test_tf_poses (each such process pays seconds of imports)."""
+    from egox_ros.node import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["egox_node", "--ros-args", *args])
+    captured = capfd.readouterr()
+    output = captured.out + captured.err
+    assert exit_.value.code == 2, output
     assert message in output and "Traceback" not in output
     assert len([line for line in output.splitlines() if line.strip()]) == 1, output
 
