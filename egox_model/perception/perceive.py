@@ -22,10 +22,11 @@ from egox_model.perception.config import PerceptionConfig
 from egox_model.perception.temporal import WEAKER_NOTE, video_depth
 from egox_model.timing import stage_timer
 
-__all__ = ["Perception", "PerceivingGenerator", "with_perception"]
+__all__ = ["Perception", "PerceivingGenerator", "has_depth", "with_perception"]
 
 
-def _has_depth(clip: Clip) -> bool:
+def has_depth(clip: Clip) -> bool:
+    """The clip has metric exo depth, or D_m and D_v to fuse."""
     return clip.exo_depth_m is not None or (clip.exo_depth_mono_m is not None
                                             and clip.exo_depth_video is not None)
 
@@ -112,7 +113,7 @@ class Perception:
             with stage_timer(timings, "perception_masks", num):
                 fields["dynamic_mask"] = self.masks.estimate(clip.exo_rgb, self.phrases)
             diagnostics["masks"] = {**self.masks.info, **getattr(self.masks, "last", {})}
-        if not _has_depth(clip):
+        if not has_depth(clip):
             if self.depth is None:
                 raise InputError("the clip has no exo depth (no depth topic / --exo-depth) and "
                                  "perception.depth_model is not set: give depth, or a local "

@@ -12,6 +12,8 @@ from egox_model.config import check_device, check_settings, group, setting
 from egox_model.errors import ConfigError, InputError
 from egox_model.generator.wan.config import CLIP_IMAGE_CHOICES, DTYPES, MASK_LAYOUTS
 from egox_model.geometry.latent_grid import PIXELS_PER_TOKEN, check_num_frames
+from egox_model.perception.config import PerceptionConfig
+from egox_model.prior import PriorConfig
 
 __all__ = ["DataOptions", "LoraOptions", "OptimOptions", "TrainConfig"]
 
@@ -89,6 +91,11 @@ class TrainConfig:
     data: DataOptions = group(DataOptions, "dataset, resolution and preprocessing cache")
     optim: OptimOptions = group(OptimOptions, "optimizer and learning-rate schedule")
     lora: LoraOptions = group(LoraOptions, "LoRA shape")
+    prior: PriorConfig = group(PriorConfig, "the ego prior rendered for clips without "
+                               "prior.mp4: give the settings inference will use")
+    perception: PerceptionConfig = group(PerceptionConfig, "depth (and mask) estimation "
+                                         "for clips with neither prior.mp4 nor "
+                                         "exo_depth.npz (docs/perception.md)")
     gga_strength: float = setting(1.0, "GGA lambda during training (official: 1; 0 = stock "
                                   "attention)", low=0.0)
     gga_form: str = setting("official", "GGA bias form, as wan.gga.form",

@@ -1,8 +1,8 @@
 """The preprocessing cache: what training needs of each paired clip, computed once.
 
 Per clip one safetensors file `CACHE/NAME/<key>.safetensors` (key: a hash of the clip's files,
-the model's VAE / text / image encoders and the preprocessing options, so any change makes a
-new file) holding float32 tensors:
+the model's VAE / text / image encoders, the preprocessing options and the prior and
+perception settings, so any change makes a new file) holding float32 tensors:
 
     exo_latents    (16, T, h, w_x)  normalized VAE latent x0 of the exo video
     ego_latents    (16, T, h, w_e)  ... of the ego ground truth y0 (the training target)
@@ -14,10 +14,13 @@ new file) holding float32 tensors:
 
 T = (F - 1) / 4 + 1, h = H / 8, w = W / 8 at the training resolution (`DataOptions`): the
 clip's frames are resized to it (depth and masks nearest-neighbour) and its intrinsics with
-them.
+them. A clip without prior.mp4 gets the ego prior rendered with the `prior.*` settings
+inference uses; one without exo depth either gets it estimated by the `perception.*` models
+(as `egox generate` and the node do for a plain RGB camera) or is refused.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -39,7 +42,9 @@ from egox_model.generator.wan.loading import (WanComponents, check_model_dir, lo
 from egox_model.generator.wan.text_cache import (PromptEncoder, TextEmbeddingCache,
                                                  text_encoder_key)
 from egox_model.geometry.tokens import TokenGeometry, token_geometry
-from egox_model.prior import render_ego_prior
+from egox_model.perception.config import PerceptionConfig
+from egox_model.perception.perceive import Perception, has_depth
+from egox_model.prior import PriorConfig, render_ego_prior
 from egox_model.train.config import DataOptions
 
 __all__ = ["KEY_OPTIONS", "CachedClips", "ClipLatents", "Preprocessor", "load_latents",
@@ -161,6 +166,14 @@ def _files_digest(clip_dir: Path) -> str:
     return digest.hexdigest()
 
 
+def _result_settings(name: str, config) -> dict:
+    """`config`'s settings as dotted names, less those that change only where or how fast it
+    runs (device, batch size)."""
+    flat = {f"{name}.{k}": v for k, v in dataclasses.asdict(config).items()
+            if k not in ("device", "batch_size")}
+    return json.loads(json.dumps(flat, default=str))
+
+
 class Preprocessor:
     """Builds or loads the `ClipLatents` of clip directories with one model's encoders.
 
@@ -173,9 +186,12 @@ class Preprocessor:
 
     def __init__(self, model_dir: Path, options: DataOptions, cache_dir: Path,
                  device: torch.device, *, dtype: torch.dtype = torch.bfloat16,
-                 vae_dtype: torch.dtype = torch.float32, text_cache_on_disk: bool = True
-                 ) -> None:
+                 vae_dtype: torch.dtype = torch.float32, text_cache_on_disk: bool = True,
+                 prior: PriorConfig = PriorConfig(),
+                 perception: PerceptionConfig = PerceptionConfig()) -> None:
         self.model_dir, self.options = Path(model_dir), options
+        self.prior_config, self.perception_config = prior, perception
+        self._perception: Perception | None = None          # loaded on the first clip needing it
         self.cache_dir, self.device = Path(cache_dir), torch.device(device)
         self.dtype, self.vae_dtype = dtype, vae_dtype
         self.text_cache_dir = self.cache_dir / "text" if text_cache_on_disk else None
@@ -204,7 +220,9 @@ class Preprocessor:
 
     def cache_path(self, clip_dir: Path) -> Path:
         """Where the cache file of `clip_dir` lives (it may not exist yet)."""
-        options = json.dumps({k: getattr(self.options, k) for k in KEY_OPTIONS})
+        options = json.dumps({**{k: getattr(self.options, k) for k in KEY_OPTIONS},
+                              **_result_settings("prior", self.prior_config),
+                              **_result_settings("perception", self.perception_config)})
         key = hashlib.sha256(f"{_files_digest(clip_dir)}\0{self.model_key}\0{options}"
                              .encode()).hexdigest()[:16]
         return self.cache_dir / clip_dir.name / f"{key}.safetensors"
@@ -236,11 +254,17 @@ class Preprocessor:
         clip, vae = paired.clip, components.vae
         prior_rgb, exo_depth = paired.prior_rgb, clip.exo_depth_m
         if prior_rgb is None:
-            if exo_depth is None:
-                raise InputError(f"clip {paired.name} has neither prior.mp4 nor exo_depth.npz: "
-                                 "training needs one to build the ego prior (and depth for "
-                                 "GGA)")
-            prior = render_ego_prior(clip)
+            if not has_depth(clip):
+                if not self.perception_config.depth_model:
+                    raise InputError(
+                        f"clip {paired.name} has neither prior.mp4 nor exo_depth.npz: training "
+                        "needs one to build the ego prior (and depth for GGA), or "
+                        "--perception.depth_model DIR to estimate the depth")
+                if self._perception is None:
+                    self._perception = Perception.from_config(self.perception_config,
+                                                              self.prior_config.fusion)
+                clip, _ = self._perception.complete(clip)
+            prior = render_ego_prior(clip, self.prior_config)
             prior_rgb, exo_depth = prior.rgb, prior.exo_depth_m
 
         def encode(frames: np.ndarray) -> torch.Tensor:

@@ -104,7 +104,8 @@ def preprocess_split(config: TrainConfig, device: torch.device, *,
     pre = Preprocessor(Path(config.model_dir).expanduser(), config.data, cache_dir, device,
                        dtype=resolve_dtype(config.dtype),
                        vae_dtype=resolve_dtype(config.vae_dtype),
-                       text_cache_on_disk=processes == 1)
+                       text_cache_on_disk=processes == 1, prior=config.prior,
+                       perception=config.perception)
     for clip_dir in dirs[rank::processes]:
         pre.ensure(clip_dir)
     return (CachedClips([pre.cache_path(d) for d in dirs]),

@@ -166,8 +166,54 @@ def test_clip_with_prior_video_and_no_depth(setup, tmp_path):
     latents = pre(tmp_path / "clips/a")
     assert latents.geometry is None
     torch.testing.assert_close(latents.prior_latents, latents.ego_latents, rtol=0, atol=0)
-    with pytest.raises(InputError, match="neither prior.mp4 nor exo_depth.npz"):
+    with pytest.raises(InputError, match="neither prior.mp4 nor exo_depth.npz.*"
+                                         "perception.depth_model"):
         pre(tmp_path / "clips/b")
+
+
+def test_clip_without_depth_or_prior_gets_estimated_depth(setup, tmp_path, monkeypatch):
+    """perception.depth_model (a tiny Depth Pro directory) estimates the exo depth of a plain
+    RGB clip, the prior is rendered with the configured prior.* settings, and GGA geometry
+    follows from the estimate; prior and perception settings are part of the cache key."""
+    import dataclasses
+
+    from egox_model.config import from_flat
+    from egox_model.data import PairedClip, write_paired_clip
+    from egox_model.data.synthetic import synthetic_paired_clip
+    from egox_model.perception.tiny import save_depth_model
+    from egox_model.train.config import TrainConfig
+    from egox_model.train.preprocess import Preprocessor
+
+    _, model_dir, _ = setup
+    paired = synthetic_paired_clip(SMOKE_SCENE)
+    rgb_only = dataclasses.replace(paired.clip, exo_depth_m=None)
+    write_paired_clip(tmp_path / "clips/rgb", PairedClip("rgb", rgb_only, paired.ego_rgb))
+    depth_pro = save_depth_model(tmp_path / "depth_pro", "tiny-depth-pro")
+    config = from_flat(TrainConfig, {"perception.depth_model": str(depth_pro),
+                                     "prior.render.views_per_batch": 1})
+
+    def preprocessor(config: TrainConfig) -> Preprocessor:
+        return Preprocessor(model_dir, smoke_config(model_dir, tmp_path).data,
+                            tmp_path / "cache", torch.device("cpu"), dtype=torch.float32,
+                            prior=config.prior, perception=config.perception)
+
+    import egox_model.train.preprocess as preprocess
+
+    used = []
+    render = preprocess.render_ego_prior
+    monkeypatch.setattr(preprocess, "render_ego_prior",
+                        lambda clip, prior: used.append(prior) or render(clip, prior))
+    pre = preprocessor(config)
+    latents = pre(tmp_path / "clips/rgb")
+    assert used == [config.prior]
+    assert latents.geometry is not None and torch.isfinite(latents.geometry.exo_points).all()
+    assert pre._perception is not None and pre.computed == 1
+    other = from_flat(TrainConfig, {"prior.lift.mesh": False}, config)
+    assert preprocessor(other).cache_path(tmp_path / "clips/rgb") != \
+        pre.cache_path(tmp_path / "clips/rgb")
+    moved = from_flat(TrainConfig, {"perception.device": "cpu", "prior.device": "cpu"}, config)
+    assert preprocessor(moved).cache_path(tmp_path / "clips/rgb") == \
+        pre.cache_path(tmp_path / "clips/rgb")
 
 
 def test_lora_model_setup(setup):
