@@ -21,6 +21,18 @@ def _egox(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+def _egox_main(monkeypatch, capfd, *args: str, cwd: Path) -> tuple[int, str]:
+    """(exit status, stderr) of `egox ARGS` run through `egox_ros.cli.main` (what the console
+    script calls) in this process: an `egox` process pays seconds of imports."""
+    from egox_ros.cli import main
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["egox", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code, capfd.readouterr().err
+
+
 def _flag_text(value) -> str:
     if isinstance(value, str):
         return value
@@ -95,16 +107,10 @@ def _check_user_error(returncode: int, stderr: str, message: str, tmp_path: Path
 @pytest.mark.parametrize("args,message", [case for i, case in enumerate(USER_ERRORS)
                                           if i not in IN_A_PROCESS])
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message, monkeypatch, capfd):
-    """Through `egox_ros.cli.main`, in this process (an `egox` process pays seconds of imports
-    per case; the process boundary itself is checked below)."""
-    from egox_ros.cli import main
-
+    """In this process (the process boundary itself: the next test)."""
     (tmp_path / "broken.yaml").write_text("egox:\n  ros__parameters:\n    fps: : 3\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["egox", *args])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    _check_user_error(exit_.value.code, capfd.readouterr().err, message, tmp_path)
+    status, stderr = _egox_main(monkeypatch, capfd, *args, cwd=tmp_path)
+    _check_user_error(status, stderr, message, tmp_path)
 
 
 @pytest.mark.parametrize("args,message", [USER_ERRORS[i] for i in sorted(IN_A_PROCESS)])

@@ -103,13 +103,13 @@ def test_convert_dir_loop_continues_clips_in_sequence(tmp_path, backend, continu
         assert stamps == [int(s) for s in scene.stamps_ns] and generator.contexts == [None] * 3
 
 
-def test_bad_overlap_for_wan_is_one_line_exit_2(tmp_path):
-    from test_ros_cli import _egox
+def test_bad_overlap_for_wan_is_one_line_exit_2(tmp_path, monkeypatch, capfd):
+    from test_ros_cli import _egox_main
 
-    proc = _egox("convert", "in", "out", "--backend", "wan", "--wan.model_dir", "m",
-                 "--clip_stride", "46", cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [
+    status, stderr = _egox_main(monkeypatch, capfd, "convert", "in", "out", "--backend", "wan",
+                                "--wan.model_dir", "m", "--clip_stride", "46", cwd=tmp_path)
+    assert status == 2 and "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
         "error: parameter clip_stride=46: backend 'wan': clips of 49 frames overlapping by 3, "
         "but Wan continues from whole latent frames: the overlap (clip_length - clip_stride) "
         "must be 4m+1 = 1, 5, 9, ... frames, i.e. clip_stride a multiple of 4 (e.g. 48, 44, "
