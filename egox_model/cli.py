@@ -69,6 +69,10 @@ def eval_prior(
     frames: int = typer.Option(3, min=1, help="Ego frames per scene."),
     size: int = typer.Option(256, min=16, help="Ego images size x size; exo size x 7/4 size."),
     seeds: int = typer.Option(2, min=1, max=2, help="Seeds per scene (the set has 2)."),
+    video_depth_error: float = typer.Option(
+        0.0, min=0.0, max=0.5, help="Shape error of the synthetic relative depth D_v: a "
+        "smooth warp of +/- this fraction and pixel noise of half of it (0: exact up to an "
+        "affine map)."),
 ) -> None:
     """Ego prior on the evaluation scene family: covisible PSNR / SSIM from ground-truth and
     fused depth, beside a 5-pixel square splat reference run on the same depth
@@ -76,7 +80,8 @@ def eval_prior(
     import json
 
     from egox_model.eval.prior import format_prior_eval, run_prior_eval
-    result = run_prior_eval(num_frames=frames, size=size, seeds=seeds)
+    result = run_prior_eval(num_frames=frames, size=size, seeds=seeds,
+                            video_depth_error=video_depth_error)
     typer.echo(format_prior_eval(result))
     if json_out:
         typer.echo(json.dumps(result))

@@ -106,15 +106,16 @@ def _scale_error(prior: EgoPrior, scene: SceneClip) -> float:
     return float(np.median(prior.exo_depth_m[lifted] / scene.exo_depth_m[lifted]) - 1.0)
 
 
-def _score_scene(spec: EvalScene, num_frames: int, size: int,
-                 config: PriorConfig) -> dict:
+def _score_scene(spec: EvalScene, num_frames: int, size: int, config: PriorConfig,
+                 video_depth_error: float) -> dict:
     """One scene's row: ours and the reference, from ground-truth and from fused depth."""
     scene = render_eval_scene(spec, num_frames, exo_size=(size, size * 7 // 4),
                               ego_size=(size, size))
     # Each scene draws its own estimate errors: the per-frame scale jitter is what decides
     # the fused column, and scenes sharing a draw would be one trial, not fourteen.
     estimates = synthetic_depth_estimates(
-        scene.exo_depth_m, seed=zlib.crc32(f"{spec.name}/{spec.seed}".encode()))
+        scene.exo_depth_m, seed=zlib.crc32(f"{spec.name}/{spec.seed}".encode()),
+        video_warp=video_depth_error, video_noise=video_depth_error / 2)
     fused = scene.to_clip(exo_depth_mono_m=estimates.depth_mono_m,
                           exo_depth_video=estimates.depth_video)
     plane = dataclasses.replace(config.plane, enabled=True, z_m=TABLE_TOP_Z_M)
@@ -143,16 +144,19 @@ def _score_scene(spec: EvalScene, num_frames: int, size: int,
 
 
 def run_prior_eval(num_frames: int = 3, size: int = 256, seeds: int = 2,
-                   config: PriorConfig = PriorConfig()) -> dict:
+                   config: PriorConfig = PriorConfig(), video_depth_error: float = 0.0) -> dict:
     """Score every scene of `EVAL_SCENES` with seed < `seeds`; ego images size x size, exo
-    size x 7/4 size (the default clip's aspect). Returns {"scenes": [row, ...], "all_met":
+    size x 7/4 size (the default clip's aspect). `video_depth_error` > 0 gives the synthetic
+    relative depth D_v a shape error (`synthetic_depth_estimates`: a smooth warp of +/- that
+    fraction and pixel noise of half of it). Returns {"scenes": [row, ...], "all_met":
     bool, ...}."""
     start = time.perf_counter()
-    rows = [_score_scene(spec, num_frames, size, config) for spec in EVAL_SCENES
-            if spec.seed < seeds]
+    rows = [_score_scene(spec, num_frames, size, config, video_depth_error)
+            for spec in EVAL_SCENES if spec.seed < seeds]
     return {"scenes": rows, "targets": TARGETS,
             "all_met": all(all(row["met"].values()) for row in rows),
             "frames": num_frames, "ego_size": [size, size], "exo_size": [size, size * 7 // 4],
+            "video_depth_error": video_depth_error,
             "reference": {"splat_px": REFERENCE_SPLAT_PX, "depth_band": REFERENCE_DEPTH_BAND},
             "render": dataclasses.asdict(config.render), "lift": dataclasses.asdict(config.lift),
             "seconds": round(time.perf_counter() - start, 2)}
@@ -161,7 +165,8 @@ def run_prior_eval(num_frames: int = 3, size: int = 256, seeds: int = 2,
 def format_prior_eval(result: dict) -> str:
     """Human-readable table of `run_prior_eval`'s result (PSNR dB on covisible pixels)."""
     lines = [f"egox eval prior: {len(result['scenes'])} scenes, {result['frames']} frames, "
-             f"ego {result['ego_size'][0]}x{result['ego_size'][1]}; covisible PSNR dB "
+             f"ego {result['ego_size'][0]}x{result['ego_size'][1]}, D_v shape error "
+             f"{100 * result['video_depth_error']:g} %; covisible PSNR dB "
              f"(SSIM); reference = {result['reference']['splat_px']} px square splat + "
              f"{100 * result['reference']['depth_band']:.0f} % depth band, same run",
              f"{'scene':<18}{'seed':>4}{'ours GT':>15}{'ref GT':>15}{'ours fused':>15}"

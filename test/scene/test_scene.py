@@ -47,3 +47,22 @@ def test_depth_estimates_follow_their_exact_fusion_parameters(small_scene):
                                     pixel_noise=0.0, outlier_fraction=0.0)
     inv = est.alpha[:, None, None] / est.depth_video + est.beta[:, None, None]
     np.testing.assert_allclose(1.0 / inv, small_scene.exo_depth_m, rtol=1e-4)
+
+
+def test_video_depth_shape_error_is_smooth_bounded_and_off_by_default(small_scene):
+    depth = small_scene.exo_depth_m
+    exact = synthetic_depth_estimates(depth, seed=1)
+    warped = synthetic_depth_estimates(depth, seed=1, video_warp=0.02)
+    np.testing.assert_array_equal(warped.depth_mono_m, exact.depth_mono_m)
+    valid = depth > 0
+    ratio = warped.depth_video[valid] / exact.depth_video[valid]
+    assert ratio.min() >= 0.98 - 1e-6 and ratio.max() <= 1.02 + 1e-6
+    assert ratio.max() - ratio.min() > 0.02               # not a scale an affine fit removes
+    # The same warp in every frame, and smooth: neighbouring pixels differ by far less.
+    field = np.where(valid, warped.depth_video / np.where(valid, exact.depth_video, 1), 1.0)
+    np.testing.assert_allclose(field[0][valid[0] & valid[-1]],
+                               field[-1][valid[0] & valid[-1]], rtol=1e-6)
+    assert np.abs(np.diff(field[0], axis=1))[valid[0][:, 1:] & valid[0][:, :-1]].max() < 0.002
+    noisy = synthetic_depth_estimates(depth, seed=1, video_noise=0.01)
+    spread = np.std(noisy.depth_video[valid] / exact.depth_video[valid])
+    assert 0.008 < spread < 0.012
