@@ -108,7 +108,8 @@ def _scale_error(prior: EgoPrior, scene: SceneClip) -> float:
 
 def _score_scene(spec: EvalScene, num_frames: int, size: int, config: PriorConfig,
                  video_depth_error: float) -> dict:
-    """One scene's row: ours and the reference, from ground-truth and from fused depth."""
+    """One scene's row: ours and the reference, from ground-truth depth, fused depth and
+    fused depth corrected by the table top (prior.plane)."""
     scene = render_eval_scene(spec, num_frames, exo_size=(size, size * 7 // 4),
                               ego_size=(size, size))
     # Each scene draws its own estimate errors: the per-frame scale jitter is what decides
