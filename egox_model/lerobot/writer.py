@@ -28,7 +28,6 @@ video and episodes file after the latest episode's.
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 
 from egox_model.errors import ConfigError, InputError
 from egox_model.lerobot.stats import aggregate_stats, feature_stats, image_stats
+from egox_model.video import VideoWriter
 
 __all__ = ["CODEBASE_VERSION", "DATA_PATH", "EPISODES_PATH", "LeRobotWriter", "VIDEO_PATH",
            "read_stats", "video_key"]
@@ -105,42 +105,6 @@ def _read_tasks(root: Path) -> list[str]:
     return [table.column("__index_level_0__")[int(i)].as_py() for i in order]
 
 
-class _VideoFile:
-    """One camera's mp4 of this writer: H.264 (or another PyAV encoder), yuv420p, GOP 2
-    (lerobot's default for random access), constant frame rate, pts = frame number. `bytes`:
-    the encoded size so far (the encoder holds back its lookahead, a few dozen frames)."""
-
-    def __init__(self, path: Path, fps: int, size: tuple[int, int], vcodec: str, crf: int):
-        height, width = size
-        if height % 2 or width % 2:
-            raise InputError(f"{path.parent.parent.parent.name}: frames are {width}x{height}; "
-                             "yuv420p video needs even sizes")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.size, self.frames, self.bytes = path, size, 0, 0
-        self.container = av.open(str(path), "w")
-        self.stream = self.container.add_stream(vcodec, rate=fps,
-                                                options={"g": "2", "crf": str(crf)})
-        self.stream.width, self.stream.height, self.stream.pix_fmt = width, height, "yuv420p"
-        self.time_base = Fraction(1, fps)
-
-    def add(self, rgb: np.ndarray) -> None:
-        if rgb.shape != (*self.size, 3) or rgb.dtype != np.uint8:
-            raise InputError(f"{self.path}: frame {self.frames} is {rgb.shape} {rgb.dtype}, "
-                             f"the video is {self.size} uint8 RGB")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts, frame.time_base = self.frames, self.time_base
-        self._mux(self.stream.encode(frame))
-        self.frames += 1
-
-    def _mux(self, packets: list) -> None:
-        self.container.mux(packets)
-        self.bytes += sum(packet.size for packet in packets)
-
-    def close(self) -> None:
-        self._mux(self.stream.encode(None))
-        self.container.close()
-
-
 def _video_info(path: Path) -> dict[str, Any]:
     """features[<video>]["info"] as lerobot's get_video_info reads it back."""
     with av.open(str(path)) as container:
@@ -179,7 +143,7 @@ class LeRobotWriter:
                               "names": ["height", "width", "channels"]}
             for name, (h, w) in self.cameras.items()})
         self.features.update(DEFAULT_FEATURES)
-        self._videos: dict[str, _VideoFile] = {}
+        self._videos: dict[str, VideoWriter] = {}
         self._finished_video_info: dict[str, dict] = {}     # feature key -> a closed file's
         self._rows: dict[str, list] = {key: [] for key in self.features
                                        if self.features[key]["dtype"] != "video"}
@@ -309,7 +273,7 @@ class LeRobotWriter:
         self.info["total_frames"] += length
         return episode
 
-    def _video(self, camera: str) -> _VideoFile:
+    def _video(self, camera: str) -> VideoWriter:
         """The camera's open video file, a new one when the current one is full."""
         key = video_key(camera)
         current = self._videos.get(camera)
@@ -323,8 +287,9 @@ class LeRobotWriter:
             chunk, file = self.video_files[key]
             path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk,
                                                  file_index=file)
-            self._videos[camera] = _VideoFile(path, self.fps, self.cameras[camera],
-                                              self.vcodec, self.crf)
+            # GOP 2: lerobot's choice, so any frame decodes after at most one other.
+            self._videos[camera] = VideoWriter(path, self.fps, self.cameras[camera],
+                                               self.vcodec, {"g": "2", "crf": str(self.crf)})
         return self._videos[camera]
 
     # ---- finishing -------------------------------------------------------------------------
@@ -383,7 +348,7 @@ class LeRobotWriter:
         if not self._closed:
             self._closed = True
             for video in self._videos.values():
-                video.container.close()
+                video.abort()
 
     def __exit__(self, exc_type, *exc: Any) -> None:
         self.close() if exc_type is None else self.abort()
