@@ -15,6 +15,18 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+_frozen_at = {"module": None}
+
+
+def pytest_runtest_setup(item):
+    """The same at the first test of each module, for what earlier modules imported lazily
+    (the previous module's fixtures are torn down by then: collected first, not frozen)."""
+    if item.module is not _frozen_at["module"]:
+        _frozen_at["module"] = item.module
+        gc.collect()
+        gc.freeze()
+
+
 @pytest.fixture(scope="session")
 def small_scene():
     """9 frames, exo 224x392, ego 224x224 (the default sizes halved)."""
