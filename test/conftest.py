@@ -21,8 +21,9 @@ _frozen_at = {"module": None}
 def pytest_runtest_setup(item):
     """The same at the first test of each module, for what earlier modules imported lazily
     (the previous module's fixtures are torn down by then: collected first, not frozen)."""
-    if item.module is not _frozen_at["module"]:
-        _frozen_at["module"] = item.module
+    module = getattr(item, "module", None)
+    if module is not _frozen_at["module"]:
+        _frozen_at["module"] = module
         gc.collect()
         gc.freeze()
 
