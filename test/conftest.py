@@ -21,9 +21,8 @@ _frozen_at = {"module": None}
 def pytest_runtest_setup(item):
     """The same at the first test of each module, for what earlier modules imported lazily
     (the previous module's fixtures are torn down by then: collected first, not frozen)."""
-    module = getattr(item, "module", None)
-    if module is not _frozen_at["module"]:
-        _frozen_at["module"] = module
+    if item.module is not _frozen_at["module"]:
+        _frozen_at["module"] = item.module
         gc.collect()
         gc.freeze()
 
