@@ -8,23 +8,11 @@ from egox_model.scene import SceneConfig, render_scene
 
 def pytest_collection_finish(session):
     """Move what collection loaded (torch, diffusers, rclpy, ... and the test modules: live
-    for the whole run) out of the cyclic collector's reach. imageio's PyAV plugin runs a full
-    gc.collect() on every video it closes; over that heap each took ~0.35 s, most of the
-    time of the video-heavy tests. Objects made later are collected as before."""
+    for the whole run) out of the cyclic collector's reach: every full gc.collect() (the Wan
+    text encoder's unload, the trainer's, imageio's on closing a video) scanned that heap,
+    ~0.35 s each. Objects made later are collected as before."""
     gc.collect()
     gc.freeze()
-
-
-_frozen_at = {"module": None}
-
-
-def pytest_runtest_setup(item):
-    """The same at the first test of each module, for what earlier modules imported lazily
-    (the previous module's fixtures are torn down by then: collected first, not frozen)."""
-    if item.module is not _frozen_at["module"]:
-        _frozen_at["module"] = item.module
-        gc.collect()
-        gc.freeze()
 
 
 @pytest.fixture(scope="session")
