@@ -199,15 +199,17 @@ def _fused(fn):
     """`fn` through torch.compile: its elementwise chain, gathers included, runs as one
     fused loop, several times faster on CPU than op by op. Compiled on first use (seconds;
     cached on disk by torch across processes); op by op, with a warning, where compiling is
-    impossible."""
-    compiled = torch.compile(fn, dynamic=True)
-    state = {"eager": False}
+    impossible. torch.compile is called on first use too: importing it pulls in
+    torch._dynamo (~1.4 s), which a process that never renders should not pay."""
+    state = {"eager": False, "compiled": None}
 
     @functools.wraps(fn)
     def call(*args):
         if not state["eager"]:
+            if state["compiled"] is None:
+                state["compiled"] = torch.compile(fn, dynamic=True)
             try:
-                return compiled(*args)
+                return state["compiled"](*args)
             except torch._dynamo.exc.BackendCompilerFailed as err:
                 reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 warnings.warn(f"egox render: torch.compile failed ({reason}); running op by "

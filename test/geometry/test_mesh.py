@@ -132,3 +132,34 @@ def test_compiled_and_op_by_op_triangle_renders_agree(monkeypatch):
     np.testing.assert_allclose(compiled.depth_m[both], eager.depth_m[both], rtol=1e-4)
     diff = (compiled.rgb[both].int() - eager.rgb[both].int()).abs()
     assert (diff > 1).float().mean() < 1e-3
+
+
+def test_a_failing_compile_runs_op_by_op_with_one_warning(monkeypatch):
+    """torch.compile is called on first use (not at import), and a backend failure there
+    leaves the function running op by op, warned once."""
+    import warnings
+
+    import pytest
+
+    from egox_model.geometry import render
+
+    calls = []
+
+    def broken_compile(fn, **kwargs):
+        calls.append(fn)
+
+        def run(*args):
+            raise torch._dynamo.exc.BackendCompilerFailed(fn, RuntimeError("no compiler"),
+                                                          None)
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    double = render._fused(lambda x: x * 2)
+    assert calls == []                                   # nothing compiled before the call
+    with pytest.warns(RuntimeWarning, match="torch.compile failed .*op by op"):
+        assert double(torch.ones(3)).tolist() == [2.0, 2.0, 2.0]
+    assert len(calls) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # eager from now on, no new warning
+        assert double(torch.ones(2)).tolist() == [2.0, 2.0]
+    assert len(calls) == 1
