@@ -42,8 +42,7 @@ __all__ = ["ClipQuality", "NUMERIC_KEYS", "QUALITY_KEYS", "clip_quality",
 #: The numeric scores, in the order they are published.
 NUMERIC_KEYS = ("prior_psnr_db", "prior_coverage", "flicker", "fusion_residual_rms_mean",
                 "fusion_residual_rms_max", "fusion_failed_frames", "fusion_plane_scale",
-                "frames",
-                "first_stamp_ns", "last_stamp_ns")
+                "frames", "first_stamp_ns", "last_stamp_ns")
 #: The keys a quality filter expression may use (`egox_model.quality_filter`).
 QUALITY_KEYS = frozenset({*NUMERIC_KEYS, "backend"})
 

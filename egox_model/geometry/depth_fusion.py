@@ -98,13 +98,12 @@ def _fit_rows(x: torch.Tensor, y: torch.Tensor, usable: torch.Tensor,
     by 1 / prediction^2. Returns (alpha, beta, inliers, relative residual RMS), each (F,);
     NaN for rows with too few samples or no fit.
     """
-    inf = torch.tensor(torch.inf, dtype=x.dtype)
     n = usable.sum(1)
     x, y = torch.where(usable, x, 1.0), torch.where(usable, y, 1.0)
     lo, hi = config.trim_quantiles
 
     def within(values: torch.Tensor) -> torch.Tensor:
-        ranked = torch.where(usable, values, inf)
+        ranked = torch.where(usable, values, torch.inf)
         low = _row_kth(ranked, (lo * n).long().clamp(min=1))
         high = _row_kth(ranked, torch.ceil(hi * n).long().clamp(1).minimum(n.clamp(min=1)))
         return (values >= low) & (values <= high)
@@ -116,15 +115,14 @@ def _fit_rows(x: torch.Tensor, y: torch.Tensor, usable: torch.Tensor,
     for _ in range(config.refits):
         pred = alpha * x + beta
         rel = ((y - pred) / pred).abs().nan_to_num(nan=torch.inf)
-        rel = torch.where(usable, rel, inf)
+        rel = torch.where(usable, rel, torch.inf)
         keep = usable & (rel <= _row_kth(rel, k))
         alpha, beta = _weighted_lstsq(x, y, keep / pred.square())
     pred = alpha * x + beta
     rms = (torch.where(keep, ((y - pred) / pred).square(), 0.0).sum(1)
            / keep.sum(1)).sqrt()
     failed = (n < config.min_pixels) | ~torch.isfinite(alpha[:, 0]) | ~torch.isfinite(rms)
-    nan = torch.tensor(torch.nan, dtype=x.dtype)
-    alpha, beta, rms = (torch.where(failed, nan, t.reshape(-1)) for t in (alpha, beta, rms))
+    alpha, beta, rms = (torch.where(failed, torch.nan, t.reshape(-1)) for t in (alpha, beta, rms))
     inliers = torch.where(n < config.min_pixels, n, keep.sum(1))
     return alpha, beta, inliers, rms
 

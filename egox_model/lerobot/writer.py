@@ -144,7 +144,6 @@ class LeRobotWriter:
             for name, (h, w) in self.cameras.items()})
         self.features.update(DEFAULT_FEATURES)
         self._videos: dict[str, VideoWriter] = {}
-        self._finished_video_info: dict[str, dict] = {}     # feature key -> a closed file's
         self._rows: dict[str, list] = {key: [] for key in self.features
                                        if self.features[key]["dtype"] != "video"}
         self._data_bytes = 0                    # of the rows held for the current data file
@@ -280,7 +279,6 @@ class LeRobotWriter:
         if current is not None and \
                 current.bytes >= self.info["video_files_size_in_mb"] * 2**20:
             current.close()
-            self._finished_video_info.setdefault(key, _video_info(current.path))
             self.video_files[key] = _next_file(*self.video_files[key])
             del self._videos[camera]
         if camera not in self._videos:
@@ -312,10 +310,9 @@ class LeRobotWriter:
         (self.root / STATS_PATH).write_text(json.dumps(
             {k: {s: np.asarray(v).tolist() for s, v in d.items()} for k, d in stats.items()},
             indent=4))
-        for camera, video in self._videos.items():
-            key = video_key(camera)
-            self.info["features"][key].setdefault(
-                "info", self._finished_video_info.get(key) or _video_info(video.path))
+        for camera, video in self._videos.items():        # each camera's last file
+            feature = self.info["features"][video_key(camera)]
+            feature.setdefault("info", _video_info(video.path))
         self.info["total_tasks"] = len(self.tasks)
         self.info["splits"] = {"train": f"0:{self.info['total_episodes']}"}
         (self.root / INFO_PATH).write_text(json.dumps(self.info, indent=4))

@@ -20,7 +20,6 @@ inference uses; one without exo depth either gets it estimated by the `perceptio
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from egox_model.clip import Clip
+from egox_model.config import to_flat
 from egox_model.data.format import PairedClip, read_paired_clip
 from egox_model.errors import InputError
 from egox_model.generator.wan.conditioning import (clip_image_states, encode_video,
@@ -167,11 +167,10 @@ def _files_digest(clip_dir: Path) -> str:
 
 
 def _result_settings(name: str, config) -> dict:
-    """`config`'s settings as dotted names, less those that change only where or how fast it
-    runs (device, batch size)."""
-    flat = {f"{name}.{k}": v for k, v in dataclasses.asdict(config).items()
-            if k not in ("device", "batch_size")}
-    return json.loads(json.dumps(flat, default=str))
+    """`config`'s settings under dotted names `name.*`, less those that change only where or
+    how fast it runs (device, batch size)."""
+    return {f"{name}.{key}": value for key, value in to_flat(config).items()
+            if key.rsplit(".", 1)[-1] not in ("device", "batch_size")}
 
 
 class Preprocessor:
