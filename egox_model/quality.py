@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from egox_model.errors import InputError
 from egox_model.eval.metrics import psnr
@@ -91,16 +90,13 @@ def temporal_flicker(output_rgb: np.ndarray, prior_rgb: np.ndarray, mask: np.nda
     if output_rgb.shape != prior_rgb.shape or mask.shape != output_rgb.shape[:-1]:
         raise InputError(f"output {output_rgb.shape}, prior {prior_rgb.shape} and mask "
                          f"{mask.shape} do not match")
-    output = torch.from_numpy(np.ascontiguousarray(output_rgb))
-    prior = torch.from_numpy(np.ascontiguousarray(prior_rgb))
-    covered = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))
     total, count = 0, 0
-    for t in range(len(output) - 1):
-        both = covered[t] & covered[t + 1]
-        change = ((output[t + 1].to(torch.int16) - output[t])
-                  - (prior[t + 1].to(torch.int16) - prior[t]))
-        per_pixel = change.abs_().sum(-1, dtype=torch.int32).masked_fill_(~both, 0)
-        total += int(per_pixel.sum(dtype=torch.int64))
+    for t in range(len(output_rgb) - 1):
+        both = mask[t] & mask[t + 1]
+        change = ((output_rgb[t + 1].astype(np.int16) - output_rgb[t])
+                  - (prior_rgb[t + 1].astype(np.int16) - prior_rgb[t]))
+        per_pixel = np.abs(change).sum(-1, dtype=np.int32)
+        total += int(np.where(both, per_pixel, 0).sum(dtype=np.int64))
         count += 3 * int(both.sum())
     return total / count if count else float("nan")
 

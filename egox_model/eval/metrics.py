@@ -21,18 +21,17 @@ def psnr(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = N
         raise InputError(f"prediction shape {prediction.shape} != target shape {target.shape}")
     if mask is not None and mask.shape != prediction.shape[:-1]:
         raise InputError(f"mask shape {mask.shape} != image shape {prediction.shape[:-1]}")
-    frames = torch.from_numpy(np.ascontiguousarray(prediction)).view(-1, *prediction.shape[-3:])
-    targets = torch.from_numpy(np.ascontiguousarray(target)).view(frames.shape)
-    masks = None if mask is None else torch.from_numpy(
-        np.ascontiguousarray(mask, dtype=bool)).view(frames.shape[:-1])
+    frames = prediction.reshape(-1, *prediction.shape[-3:])
+    targets = target.reshape(frames.shape)
+    masks = None if mask is None else np.asarray(mask, dtype=bool).reshape(frames.shape[:-1])
     squared, count = 0, 0
     for f in range(len(frames)):
-        diff = frames[f].to(torch.int32) - targets[f].to(torch.int32)
-        per_pixel = (diff * diff).sum(-1)                     # <= 3 x 255^2: fits int32
+        diff = frames[f].astype(np.int32) - targets[f]
+        per_pixel = np.einsum("ijk,ijk->ij", diff, diff)      # <= 3 x 255^2: fits int32
         if masks is not None:
-            per_pixel.masked_fill_(~masks[f], 0)
-        squared += int(per_pixel.sum(dtype=torch.int64))
-        count += 3 * (per_pixel.numel() if masks is None else int(masks[f].sum()))
+            per_pixel = np.where(masks[f], per_pixel, 0)
+        squared += int(per_pixel.sum(dtype=np.int64))
+        count += 3 * (per_pixel.size if masks is None else int(masks[f].sum()))
     if count == 0:
         return float("nan")
     return float("inf") if squared == 0 else 10.0 * float(np.log10(255.0**2 * count / squared))
